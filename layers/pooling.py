@@ -1,0 +1,250 @@
+"""Explicit 2-D max and average pooling layers.
+
+Both layers reduce the `pool_h · pool_w` strided slices of the (padded) input with `keras.ops`
+element-wise operations; no backend pooling primitive is used. `padding` is either Keras's
+`"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` / `AveragePooling2D`, where
+`"same"` average pooling divides by the number of real, unpadded elements in each window) or explicit
+zero padding as in `torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or
+`((top, bottom), (left, right))`; max pooling then pads with −inf and average pooling counts the padded
+zeros (`count_include_pad=True`).
+"""
+import numbers
+
+import keras
+from keras import ops
+from keras.src.backend import standardize_data_format
+from keras.src.utils import argument_validation
+
+__all__ = ["MaxPool2D", "AvgPool2D"]
+
+_PADDING_ACCEPTED = (
+    "'valid', 'same', a non-negative int, a pair (pad_h, pad_w) or "
+    "((top, bottom), (left, right))"
+)
+
+
+def standardize_pool_padding(padding, pool_size):
+    """Returns `"valid"`, `"same"` or `((top, bottom), (left, right))` for a pooling `padding`.
+
+    Explicit padding must not exceed half the pool size on any side (the rule of
+    `torch.nn.MaxPool2d`): a wider pad would create windows holding padding only.
+    """
+    if isinstance(padding, str):
+        return argument_validation.standardize_padding(padding)
+    error = f"The `padding` argument must be {_PADDING_ACCEPTED}. Received padding={padding!r}"
+    if isinstance(padding, bool):
+        raise ValueError(error)
+    if _is_int(padding):
+        pairs = ((padding, padding), (padding, padding))
+    else:
+        try:
+            items = tuple(padding)
+        except TypeError:
+            raise ValueError(error) from None
+        if len(items) != 2:
+            raise ValueError(error)
+        if all(_is_int(p) for p in items):
+            pairs = tuple((int(p), int(p)) for p in items)
+        else:
+            try:
+                pairs = tuple(tuple(p) for p in items)
+            except TypeError:
+                raise ValueError(error) from None
+            if any(len(p) != 2 or not all(_is_int(v) for v in p) for p in pairs):
+                raise ValueError(error)
+            pairs = tuple((int(p[0]), int(p[1])) for p in pairs)
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(error + " (negative values are not accepted)")
+    for axis, (pair, k) in enumerate(zip(pairs, pool_size)):
+        if max(pair) * 2 > k:
+            raise ValueError(
+                "The explicit `padding` must be at most half of `pool_size` on every side. "
+                f"Received padding={padding!r} and pool_size={tuple(pool_size)}: "
+                f"axis {axis} pads {pair} around a window of {k}."
+            )
+    return pairs
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _same_pads(size, pool, stride):
+    """(before, after) padding of Keras/TensorFlow "same" pooling along one axis."""
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + pool - size
+    total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
+    before = total // 2
+    return before, total - before
+
+
+class _Pool2D(keras.layers.Layer):
+    """Shared argument handling, padding and window slicing of the explicit pooling layers."""
+
+    def __init__(
+        self,
+        pool_size=(2, 2),
+        strides=None,
+        padding="valid",
+        data_format=None,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.pool_size = argument_validation.standardize_tuple(pool_size, 2, "pool_size")
+        strides = self.pool_size if strides is None else strides
+        self.strides = argument_validation.standardize_tuple(strides, 2, "strides")
+        self.padding = standardize_pool_padding(padding, self.pool_size)
+        self.data_format = standardize_data_format(data_format)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    @property
+    def _spatial_axes(self):
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
+    def _pads(self, inputs):
+        if self.padding == "valid":
+            return ((0, 0), (0, 0))
+        if self.padding == "same":
+            shape = ops.shape(inputs)
+            return tuple(
+                _same_pads(shape[axis], k, s)
+                for axis, k, s in zip(self._spatial_axes, self.pool_size, self.strides)
+            )
+        return self.padding
+
+    def _pad(self, inputs, pads, value):
+        if all(isinstance(v, int) and v == 0 for pair in pads for v in pair):
+            return inputs
+        h_axis, w_axis = self._spatial_axes
+        widths = [(0, 0)] * 4
+        widths[h_axis], widths[w_axis] = pads
+        return ops.pad(inputs, widths, constant_values=value)
+
+    def _windows(self, padded):
+        """Yields, per pool offset (a, b), the slice X[:, a + s_h·i, b + s_w·j, :] for every output (i, j)."""
+        (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
+        for a in range(k_h):
+            rows = slice(a, (a - k_h + 1) or None, s_h)
+            for b in range(k_w):
+                cols = slice(b, (b - k_w + 1) or None, s_w)
+                if self.data_format == "channels_last":
+                    yield padded[:, rows, cols, :]
+                else:
+                    yield padded[:, :, rows, cols]
+
+    def build(self, input_shape):
+        self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"Input 0 of layer '{self.name}' must be 4-D (batch, spatial, spatial, channels "
+                f"or batch, channels, spatial, spatial). Received input_shape={input_shape}"
+            )
+        out = list(input_shape)
+        for i, axis in enumerate(self._spatial_axes):
+            n, k, s = input_shape[axis], self.pool_size[i], self.strides[i]
+            if n is None:
+                continue
+            if self.padding == "same":
+                out[axis] = (n + s - 1) // s
+                continue
+            padded = n if self.padding == "valid" else n + sum(self.padding[i])
+            if padded < k:
+                raise ValueError(
+                    f"`pool_size`={self.pool_size} is larger than the padded input of layer "
+                    f"'{self.name}': spatial axis {axis} has size {n}"
+                    + ("" if self.padding == "valid" else f" ({padded} after padding={self.padding})")
+                    + f". Received input_shape={input_shape}, padding={self.padding!r}."
+                )
+            out[axis] = (padded - k) // s + 1
+        return tuple(out)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "pool_size": self.pool_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+    def _cast_input(self, inputs):
+        inputs = ops.convert_to_tensor(inputs)
+        if not keras.backend.is_float_dtype(inputs.dtype):
+            inputs = ops.cast(inputs, self.compute_dtype)
+        return inputs
+
+
+_ARGS_DOC = """
+    Args:
+        pool_size: int or tuple of 2 positive ints `(pool_h, pool_w)`, the window size.
+        strides: int, tuple of 2 positive ints, or `None` (the default, meaning `pool_size`).
+        padding: `"valid"` (no padding) or `"same"` (output size `ceil(n / stride)`, as
+            Keras), both case-insensitive; or explicit zero padding like PyTorch: an int `p`,
+            a pair `(p_h, p_w)` or `((top, bottom), (left, right))`, each at most half the
+            pool size. Output size along an axis: `floor((n + p_total - pool) / stride) + 1`.
+        data_format: `"channels_last"` (`(batch, H, W, C)`) or `"channels_first"`
+            (`(batch, C, H, W)`); defaults to `keras.config.image_data_format()`.
+        name: layer name.
+        **kwargs: other `keras.layers.Layer` arguments (e.g. `dtype`).
+"""
+
+
+@keras.saving.register_keras_serializable(package="kcnn")
+class MaxPool2D(_Pool2D):
+    """Explicit 2-D max pooling: Y[n, i, j, c] = max_{a, b} X[n, i·s_h + a, j·s_w + b, c].
+
+    The maximum over the `pool_h · pool_w` shifted, strided slices of the padded input, built with
+    element-wise `keras.ops.where` so that the gradient of each output goes to exactly one input,
+    the first maximum of its window in row-major order (as `torch.nn.MaxPool2d` does). Padded
+    positions hold −inf, so they never win.
+    """ + _ARGS_DOC
+
+    def call(self, inputs):
+        inputs = self._cast_input(inputs)
+        padded = self._pad(inputs, self._pads(inputs), float("-inf"))
+        result = None
+        for window in self._windows(padded):
+            # Strict ">" keeps the first maximum on ties; `where` routes the gradient to one branch.
+            result = window if result is None else ops.where(window > result, window, result)
+        return result
+
+
+@keras.saving.register_keras_serializable(package="kcnn")
+class AvgPool2D(_Pool2D):
+    """Explicit 2-D average pooling: Y[n, i, j, c] = Σ_{a, b} X[n, i·s_h + a, j·s_w + b, c] / count.
+
+    `count` is `pool_h · pool_w` for `"valid"` and explicit padding (padded zeros count, as
+    `torch.nn.AvgPool2d(count_include_pad=True)`), and the number of unpadded elements in the
+    window for `"same"` (as `keras.layers.AveragePooling2D`). float16/bfloat16 inputs are summed
+    in float32 and the result is cast back.
+    """ + _ARGS_DOC
+
+    def call(self, inputs):
+        inputs = self._cast_input(inputs)
+        out_dtype = inputs.dtype
+        if keras.backend.standardize_dtype(out_dtype) in ("float16", "bfloat16"):
+            inputs = ops.cast(inputs, "float32")
+        pads = self._pads(inputs)
+        total = self._window_sum(self._pad(inputs, pads, 0.0))
+        if self.padding == "same":
+            # Count the real elements per window: pool a map of ones (one image, one channel).
+            first = inputs[:1, :, :, :1] if self.data_format == "channels_last" else inputs[:1, :1]
+            count = self._window_sum(self._pad(ops.ones_like(first), pads, 0.0))
+            total = total / count
+        else:
+            total = total / float(self.pool_size[0] * self.pool_size[1])
+        return ops.cast(total, out_dtype)
+
+    def _window_sum(self, padded):
+        total = None
+        for window in self._windows(padded):
+            total = window if total is None else total + window
+        return total
