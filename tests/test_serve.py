@@ -1,0 +1,459 @@
+"""kcnn-serve: the micro-batcher, request parsing, and the server as a subprocess over real HTTP."""
+import asyncio
+import io
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kcnn.export.serve import (BatcherStopped, MicroBatcher, RequestError, decode_image,
+                               instance_array, parse_json_body, parse_top_k)
+
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+# --------------------------------------------------------------------------------------------------
+# MicroBatcher (no model, no HTTP)
+# --------------------------------------------------------------------------------------------------
+class Recorder:
+    """A batch function that records batch sizes and answers row sums, slowly enough to pile up."""
+
+    def __init__(self, delay=0.0, fail=False):
+        self.sizes, self.delay, self.fail = [], delay, fail
+        self.threads = set()
+
+    def __call__(self, batch):
+        self.threads.add(threading.get_ident())
+        self.sizes.append(len(batch))
+        time.sleep(self.delay)
+        if self.fail:
+            raise ValueError("boom")
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+
+async def _submit_all(batcher, arrays):
+    return await asyncio.gather(*(batcher.submit(a) for a in arrays), return_exceptions=True)
+
+
+def test_batcher_merges_concurrent_requests():
+    run = Recorder(delay=0.02)
+    arrays = [np.full((1, 2, 2), i, np.float32) for i in range(32)]
+
+    async def main():
+        async with MicroBatcher(run, max_batch=8, max_wait_ms=20) as batcher:
+            return await _submit_all(batcher, arrays), batcher.stats.as_dict()
+
+    results, stats = asyncio.run(main())
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, [[4.0 * i]])
+    assert sum(run.sizes) == 32 and max(run.sizes) <= 8
+    assert len(run.sizes) < 32  # merged: 4 calls of 8 when nothing else interferes
+    assert run.threads and threading.get_ident() not in run.threads  # ran off the event loop
+    assert stats["requests"] == 32 and stats["images"] == 32 and stats["calls"] == len(run.sizes)
+    assert stats["max_batch_size"] <= 8
+
+
+def test_batcher_keeps_request_rows_together_and_slices_large_requests():
+    run = Recorder()
+    arrays = [np.arange(n * 3, dtype=np.float32).reshape(n, 3) + n for n in (3, 2, 10, 1)]
+
+    async def main():
+        async with MicroBatcher(run, max_batch=4, max_wait_ms=10) as batcher:
+            return await _submit_all(batcher, arrays)
+
+    results = asyncio.run(main())
+    for array, result in zip(arrays, results):
+        np.testing.assert_allclose(result[:, 0], array.sum(axis=1))
+    assert max(run.sizes) <= 4 and sum(run.sizes) == 16
+
+
+def test_batcher_full_batch_does_not_wait_and_partial_batch_waits():
+    async def timed(batcher, n):
+        start = time.perf_counter()
+        await _submit_all(batcher, [np.ones((1, 1), np.float32)] * n)
+        return time.perf_counter() - start
+
+    async def main():
+        async with MicroBatcher(Recorder(), max_batch=2, max_wait_ms=5000) as batcher:
+            full = await timed(batcher, 2)
+        async with MicroBatcher(Recorder(), max_batch=8, max_wait_ms=150) as batcher:
+            partial = await timed(batcher, 1)
+        return full, partial
+
+    full, partial = asyncio.run(main())
+    assert full < 2.5  # closed by size, not by the 5 s wait
+    assert partial >= 0.14  # waited for company up to max_wait_ms
+
+
+def test_batcher_errors_reach_every_request_and_batcher_survives():
+    run = Recorder(fail=True)
+
+    async def main():
+        async with MicroBatcher(run, max_batch=8, max_wait_ms=10) as batcher:
+            failed = await _submit_all(batcher, [np.ones((1, 2), np.float32)] * 3)
+            run.fail = False
+            ok = await batcher.submit(np.ones((2, 2), np.float32))
+            return failed, ok, batcher.stats.errors
+
+    failed, ok, errors = asyncio.run(main())
+    assert all(isinstance(f, ValueError) and "boom" in str(f) for f in failed)
+    np.testing.assert_array_equal(ok, [[2.0], [2.0]])
+    assert errors >= 1
+
+
+def test_batcher_stop_fails_pending_requests():
+    release = threading.Event()
+
+    def blocking(batch):
+        release.wait(10)
+        return batch
+
+    async def main():
+        batcher = MicroBatcher(blocking, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit(np.ones((1, 1)))) for _ in range(3)]
+        await asyncio.sleep(0.05)  # first request in flight, two queued
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        await batcher.stop()
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        with pytest.raises(BatcherStopped):
+            await batcher.submit(np.ones((1, 1)))
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, BatcherStopped) for r in results)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_batch": 2.5}, {"max_batch": True},
+                                    {"max_wait_ms": -1}, {"max_wait_ms": float("nan")}])
+def test_batcher_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        MicroBatcher(lambda b: b, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Request parsing
+# --------------------------------------------------------------------------------------------------
+def _png(array, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("convert, shape", [("L", (5, 7)), ("RGB", (5, 7, 3)), ("RGBA", (5, 7, 3)),
+                                            ("P", (5, 7, 3)), ("1", (5, 7)), ("I;16", (5, 7))])
+def test_decode_image_modes(convert, shape, rng):
+    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb).convert(convert if convert != "I;16" else "L")
+    if convert == "I;16":
+        image = Image.fromarray((np.asarray(image).astype(np.uint16) * 257))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.shape == shape and decoded.dtype == np.uint8
+    if convert in ("L", "I;16"):
+        np.testing.assert_array_equal(decoded, np.asarray(Image.fromarray(rgb).convert("L")))
+    if convert == "RGB":
+        np.testing.assert_array_equal(decoded, rgb)
+
+
+def test_decode_image_jpeg(rng):
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    assert decode_image(buffer.getvalue()).shape == (8, 6, 3)
+
+
+@pytest.mark.parametrize("body", [b"", b"not an image", _png(np.zeros((4, 4), np.uint8))[:30]])
+def test_decode_image_rejects_non_images(body):
+    with pytest.raises(RequestError) as info:
+        decode_image(body)
+    assert info.value.status == 400
+
+
+def test_instance_array_dtypes():
+    assert instance_array([[0, 255], [1, 2]], 0).dtype == np.uint8
+    floats = instance_array([[0.5, 1.0], [0, 2]], 0)
+    assert floats.dtype == np.float32 and floats.shape == (2, 2)
+
+
+@pytest.mark.parametrize("value, status, match", [
+    ([[1, 2], [3]], 400, "rectangular"),
+    ([["a", "b"]], 400, "numbers"),
+    ([[True, False]], 400, "numbers"),
+    ([], 400, "non-empty"),
+    ({"a": 1}, 400, "nested list"),
+    ([[1, 256]], 422, r"\[0, 255\]"),
+    ([[-1, 0]], 422, r"\[0, 255\]"),
+    ([[float("nan"), 0.0]], 422, "NaN"),
+])
+def test_instance_array_rejects(value, status, match):
+    with pytest.raises(RequestError, match=match) as info:
+        instance_array(value, 3)
+    assert info.value.status == status and "instances[3]" in info.value.message
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"{", "not valid JSON"),
+    (b"[1, 2]", "object"),
+    (b'{"instances": []}', "non-empty list"),
+    (b'{"images": [[1]]}', "unknown JSON field"),
+    (b"[" * 100000 + b"]" * 100000, "JSON"),
+])
+def test_parse_json_body_rejects(body, match):
+    with pytest.raises(RequestError, match=match) as info:
+        parse_json_body(body)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), (" 10 ", 10), (1, 1)])
+def test_parse_top_k(value, expected):
+    assert parse_top_k(value, 10, "query") == expected
+
+
+@pytest.mark.parametrize("value", ["0", "11", "x", "2.5", "", 0, 11, 2.0, True, None, [1]])
+def test_parse_top_k_rejects(value):
+    with pytest.raises(RequestError, match="top_k") as info:
+        parse_top_k(value, 10, "query")
+    assert info.value.status == 400
+
+
+# --------------------------------------------------------------------------------------------------
+# The server, as a subprocess over real HTTP
+# --------------------------------------------------------------------------------------------------
+def _serve_command():
+    script = os.path.join(os.path.dirname(sys.executable), "kcnn-serve")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.export.serve"]
+
+
+class Server:
+    """``kcnn-serve`` on an ephemeral loopback port; ``url`` read from its first stdout line."""
+
+    def __init__(self, model_path, *args, timeout=120):
+        self.process = subprocess.Popen(
+            [*_serve_command(), str(model_path), "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()),
+                         daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            line = ""
+        if not line.startswith("serving "):
+            self.stop()
+            raise RuntimeError(f"kcnn-serve did not start: {line!r} {self.process.stderr.read()}")
+        self.url = line.split(" on ")[-1].strip()
+
+    def stop(self, timeout=15):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1), name="images"),
+        keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tmp_path_factory, keras_model):
+    from kcnn.export import export_onnx
+
+    path = tmp_path_factory.mktemp("serve") / "tiny.onnx"
+    export_onnx(keras_model, str(path), labels=LABELS, model_name="tiny")
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(onnx_path):
+    from kcnn.export import OnnxPredictor
+
+    return OnnxPredictor(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def server(onnx_path):
+    server = Server(onnx_path, "--max-wait-ms", "20", "--max-batch", "64",
+                    "--max-body-bytes", "300000", "--providers", "CPUExecutionProvider")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+
+
+def _top(prediction):
+    return prediction["label"], prediction["score"]
+
+
+def test_health_and_metadata(server):
+    assert httpx.get(server.url + "/v1/health").json() == {"status": "ok"}
+    meta = httpx.get(server.url + "/v1/metadata").json()
+    assert meta["labels"] == LABELS and meta["model"] == "tiny"
+    assert meta["provider"] == "CPUExecutionProvider"
+    assert meta["inputs"][0]["name"] == "images" and meta["inputs"][0]["shape"][1:] == [28, 28, 1]
+    assert meta["outputs"][0]["name"] == "logits" and meta["outputs"][0]["shape"][1:] == [10]
+    assert meta["preprocessing"] and meta["limits"]["max_body_bytes"] == 300000
+    assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_png_prediction_matches_predictor_and_keras(server, predictor, keras_model, digits):
+    expected = predictor.predict(digits[:, :, :, None], top_k=3)
+    keras_labels = np.argmax(keras_model.predict(predictor.preprocess(digits[:, :, :, None]),
+                                                 verbose=0), axis=1)
+    for image, want, keras_label in zip(digits, expected, keras_labels):
+        response = httpx.post(server.url + "/v1/predict?top_k=3", content=_png(image),
+                              headers={"content-type": "image/png"})
+        assert response.status_code == 200, response.text
+        (got,) = response.json()["predictions"]
+        assert got["label"] == want["label"] == LABELS[keras_label]
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+        assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]
+        assert len(got["top_k"]) == 3
+
+
+def test_json_batch_of_pixels_and_floats(server, predictor, digits):
+    floats = predictor.preprocess(digits[:2, :, :, None])
+    instances = [digits[0].tolist(), digits[1][:, :, None].tolist()] + floats.tolist()
+    response = httpx.post(server.url + "/v1/predict", json={"instances": instances, "top_k": 2})
+    assert response.status_code == 200, response.text
+    got = response.json()["predictions"]
+    want = predictor.predict(digits[:2, :, :, None], top_k=2)
+    assert len(got) == 4
+    for g, w in zip(got, want + want):
+        assert g["label"] == w["label"] and g["score"] == pytest.approx(w["score"], abs=1e-5)
+        assert len(g["top_k"]) == 2
+
+
+def test_concurrent_requests_are_batched(server, digits):
+    before = httpx.get(server.url + "/v1/stats").json()
+    bodies = [_png(digits[i % len(digits)]) for i in range(32)]
+    barrier = threading.Barrier(32, timeout=30)
+
+    def call(body):
+        with httpx.Client(timeout=60) as client:
+            barrier.wait()
+            return client.post(server.url + "/v1/predict", content=body)
+
+    with ThreadPoolExecutor(32) as pool:
+        responses = list(pool.map(call, bodies))
+    assert [r.status_code for r in responses] == [200] * 32
+    labels = [r.json()["predictions"][0]["label"] for r in responses]
+    assert labels == [labels[i % len(digits)] for i in range(32)]
+    after = httpx.get(server.url + "/v1/stats").json()
+    assert after["images"] - before["images"] == 32
+    assert after["calls"] - before["calls"] < 32
+    assert after["max_batch_size"] > 1
+
+
+@pytest.mark.parametrize("content, headers, status", [
+    (b"definitely not an image", {"content-type": "image/png"}, 400),
+    (b"", {}, 400),
+    (b"{not json", {"content-type": "application/json"}, 400),
+    (b'{"instances": [[1, 2], [3]]}', {"content-type": "application/json"}, 400),
+    (b'{"instances": "x"}', {"content-type": "application/json"}, 400),
+    (json.dumps({"instances": [[[1, 2, 3]]]}).encode(), {"content-type": "application/json"}, 422),
+    (json.dumps({"instances": [np.zeros((28, 28, 5), int).tolist()]}).encode(),
+     {"content-type": "application/json"}, 422),
+    (json.dumps({"instances": [np.zeros((2, 28, 28, 1), int).tolist()]}).encode(),
+     {"content-type": "application/json"}, 422),
+    (json.dumps({"instances": [[[1]]], "top_k": 0}).encode(),
+     {"content-type": "application/json"}, 400),
+])
+def test_bad_payloads_get_4xx_json(server, content, headers, status):
+    response = httpx.post(server.url + "/v1/predict", content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("query", ["top_k=0", "top_k=11", "top_k=abc"])
+def test_bad_top_k_query(server, digits, query):
+    response = httpx.post(f"{server.url}/v1/predict?{query}", content=_png(digits[0]))
+    assert response.status_code == 400 and "top_k" in response.json()["error"]
+
+
+def test_oversize_bodies_get_413(server):
+    big = b"\x89PNG" + b"\0" * 400000
+    response = httpx.post(server.url + "/v1/predict", content=big)
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit must hold while streaming
+        for _ in range(10):
+            yield b"\0" * 50000
+
+    response = httpx.post(server.url + "/v1/predict", content=chunks())
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+    assert httpx.get(server.url + "/v1/health").status_code == 200
+
+
+def test_unknown_route_and_wrong_method(server):
+    response = httpx.get(server.url + "/v1/nope")
+    assert response.status_code == 404 and response.json()["error"]
+    response = httpx.get(server.url + "/v1/predict")
+    assert response.status_code == 405 and response.json()["error"]
+    assert "POST" in response.headers["allow"]
+
+
+def test_loadtest_against_server(server, digits):
+    from kcnn.export.loadtest import run_load
+
+    result = run_load(server.url, _png(digits[0]), clients=8, requests=40, max_seconds=60)
+    assert result["requests"] == 40 and result["errors"] == 0
+    assert result["images_per_s"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+    with pytest.raises(ValueError, match="clients"):
+        run_load(server.url, b"x", clients=0)
+
+
+def test_sigterm_shuts_down_cleanly(onnx_path, digits):
+    server = Server(onnx_path)
+    response = httpx.post(server.url + "/v1/predict", content=_png(digits[0]))
+    assert response.status_code == 200
+    start = time.monotonic()
+    assert server.stop(timeout=15) == 0
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in server.process.stderr.read()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["/nonexistent/model.onnx"], "not found"),
+    (["{onnx}", "--port", "70000"], "port"),
+    (["{onnx}", "--max-batch", "0"], "max-batch"),
+    (["{junk}"], "junk.onnx"),
+])
+def test_cli_errors_exit_2_with_one_line(args, match, onnx_path, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not an onnx file")
+    argv = [a.format(onnx=onnx_path, junk=junk) for a in args]
+    result = subprocess.run([*_serve_command(), *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], result.stderr
