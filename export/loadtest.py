@@ -1,7 +1,9 @@
 """A small, bounded HTTP load generator for ``kcnn-serve``.
 
 ``run_load(url, body)`` keeps ``clients`` requests in flight against ``URL/v1/predict`` until
-``requests`` have completed (or ``max_seconds`` have passed) and reports throughput and latency::
+``requests`` have completed (or ``max_seconds`` have passed) and reports throughput and latency.
+Each client is a thread with one keep-alive ``http.client`` connection: far lighter on the CPU than
+an asyncio httpx client (which manages ~60 requests/s with 32 connections on 2 cores)::
 
     from kcnn.export.loadtest import run_load
     run_load("http://127.0.0.1:8000", open("digit.png", "rb").read(), clients=32, requests=2000)
@@ -12,11 +14,13 @@ Also a command: ``python -m kcnn.export.loadtest URL FILE [--clients N] [--reque
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
+import http.client
 import json
 import sys
+import threading
 import time
+import urllib.parse
 
 import numpy as np
 
@@ -28,31 +32,56 @@ def _check_positive(name: str, value, kind=int) -> None:
         raise ValueError(f"{name} must be {accepted}, received: {name}={value!r}")
 
 
-async def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
-    import httpx
-
+def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
+    """``clients`` threads, each with one keep-alive connection, share a budget of requests."""
+    parts = urllib.parse.urlsplit(endpoint)
+    connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
+                        else http.client.HTTPConnection)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lock = threading.Lock()
     latencies, statuses, failures = [], collections.Counter(), collections.Counter()
-    issued = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    budget = [requests]
     start = time.perf_counter()
     deadline = start + max_seconds
 
-    async def client(session):
-        nonlocal issued
-        while issued < requests and time.perf_counter() < deadline:
-            issued += 1
+    def take() -> bool:
+        with lock:
+            if budget[0] <= 0 or time.perf_counter() >= deadline:
+                return False
+            budget[0] -= 1
+            return True
+
+    def client():
+        connection = None
+        while take():
             t0 = time.perf_counter()
             try:
-                response = await session.post(endpoint, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                failures[type(exc).__name__] += 1
+                if connection is None:
+                    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+                connection.request("POST", target, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException) as exc:
+                with lock:
+                    failures[type(exc).__name__] += 1
+                if connection is not None:
+                    connection.close()
+                connection = None
                 continue
-            statuses[response.status_code] += 1
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                statuses[status] += 1
+                if status == 200:
+                    latencies.append(elapsed)
+        if connection is not None:
+            connection.close()
 
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.perf_counter()) + timeout + 1.0)
     return latencies, statuses, failures, time.perf_counter() - start
 
 
@@ -79,9 +108,9 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
     endpoint = url.rstrip("/")
     if not endpoint.endswith("/v1/predict"):
         endpoint += "/v1/predict"
-    latencies, statuses, failures, seconds = asyncio.run(_load(
+    latencies, statuses, failures, seconds = _load(
         endpoint, bytes(body), {"content-type": content_type}, min(clients, requests), requests,
-        timeout, max_seconds))
+        timeout, max_seconds)
     done = sum(statuses.values()) + sum(failures.values())
     ok = len(latencies)
     ms = np.asarray(latencies) * 1000.0

@@ -40,6 +40,8 @@ DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 # Decoded-size cap for image bodies: a small PNG can inflate to gigabytes (decompression bomb).
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+# Bodies up to this size are decoded on the event loop (well under a millisecond for small images).
+INLINE_DECODE_BYTES = 32 * 1024
 
 
 class BatcherStopped(RuntimeError):
@@ -82,10 +84,12 @@ class MicroBatcher:
 
     ``run(batch) -> outputs`` takes a float32 array ``(n, ...)`` and returns an array whose first
     dimension is ``n``. It runs in one dedicated worker thread, so calls never overlap and the event
-    loop stays free. A batch is closed when it holds ``max_batch`` images or ``max_wait_ms`` after its
-    first request arrived, whichever comes first; while a call runs, new requests queue up and form
-    the next batch. A single request larger than ``max_batch`` is run alone, in slices of
-    ``max_batch``.
+    loop stays free. While a call runs, new requests queue up and form the next batch. A batch is
+    closed when it holds ``max_batch`` images, or when no more requests are on their way, or
+    ``max_wait_ms`` after its first request arrived, whichever comes first. "On their way" are the
+    requests announced with :meth:`expecting` (the server wraps body reading and decoding in it), so
+    a lone request never waits for company that is not coming. A single request larger than
+    ``max_batch`` is run alone, in slices of ``max_batch``.
 
     Use inside a running event loop: ``await start()``, ``await submit(x)``..., ``await stop()``
     (or ``async with MicroBatcher(...)``).
@@ -108,6 +112,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping = False
+        self._incoming = 0
 
     async def __aenter__(self):
         await self.start()
@@ -141,6 +146,17 @@ class MicroBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
+    @contextlib.contextmanager
+    def expecting(self):
+        """Announce a request being prepared: open batches wait (up to max_wait_ms) for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            if self._wakeup is not None:
+                self._wakeup.set()
+
     async def submit(self, images: np.ndarray) -> np.ndarray:
         """Queue ``images`` (a batch, first dimension >= 1) and return their rows of the output."""
         if self._task is None or self._stopping:
@@ -163,10 +179,15 @@ class MicroBatcher:
         batch = [self._queue.popleft()]
         size = len(batch[0].images)
         deadline = loop.time() + self.max_wait
+        yielded = False
         while size < self.max_batch:
             if not self._queue:
+                if not yielded:  # let handlers that are ready to submit do so
+                    yielded = True
+                    await asyncio.sleep(0)
+                    continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._incoming <= 0:
                     break
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -457,12 +478,16 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
         query_top_k = request.query_params.get("top_k")
         if query_top_k is not None:
             top_k = parse_top_k(query_top_k, model.num_classes, "query parameter")
-        try:
-            body = await read_body(request, max_body_bytes)
-        except ClientDisconnect:
-            return _error(400, "client disconnected before the body was complete")
-        batch, body_top_k = await run_in_threadpool(
-            prepare, body, request.headers.get("content-type", ""))
+        with batcher.expecting():
+            try:
+                body = await read_body(request, max_body_bytes)
+            except ClientDisconnect:
+                return _error(400, "client disconnected before the body was complete")
+            content_type = request.headers.get("content-type", "")
+            if len(body) <= INLINE_DECODE_BYTES:  # cheaper than a trip to a worker thread
+                batch, body_top_k = prepare(body, content_type)
+            else:
+                batch, body_top_k = await run_in_threadpool(prepare, body, content_type)
         if query_top_k is not None and body_top_k is not None:
             raise RequestError(400, "top_k given both as query parameter and JSON field; use one")
         if body_top_k is not None:

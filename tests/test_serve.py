@@ -78,22 +78,28 @@ def test_batcher_keeps_request_rows_together_and_slices_large_requests():
     assert max(run.sizes) <= 4 and sum(run.sizes) == 16
 
 
-def test_batcher_full_batch_does_not_wait_and_partial_batch_waits():
-    async def timed(batcher, n):
+def test_batcher_waits_only_for_requests_on_their_way():
+    async def timed(batcher, n, expecting=False):
         start = time.perf_counter()
-        await _submit_all(batcher, [np.ones((1, 1), np.float32)] * n)
+        if expecting:
+            with batcher.expecting():  # a request being read that never submits
+                await _submit_all(batcher, [np.ones((1, 1), np.float32)] * n)
+        else:
+            await _submit_all(batcher, [np.ones((1, 1), np.float32)] * n)
         return time.perf_counter() - start
 
     async def main():
         async with MicroBatcher(Recorder(), max_batch=2, max_wait_ms=5000) as batcher:
-            full = await timed(batcher, 2)
+            full = await timed(batcher, 2, expecting=True)
+            lone = await timed(batcher, 1)
         async with MicroBatcher(Recorder(), max_batch=8, max_wait_ms=150) as batcher:
-            partial = await timed(batcher, 1)
-        return full, partial
+            waited = await timed(batcher, 1, expecting=True)
+        return full, lone, waited
 
-    full, partial = asyncio.run(main())
+    full, lone, waited = asyncio.run(main())
     assert full < 2.5  # closed by size, not by the 5 s wait
-    assert partial >= 0.14  # waited for company up to max_wait_ms
+    assert lone < 2.5  # nobody else on the way: no wait
+    assert waited >= 0.14  # another request announced: waited for it up to max_wait_ms
 
 
 def test_batcher_errors_reach_every_request_and_batcher_survives():
