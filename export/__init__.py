@@ -1,1 +1,48 @@
-"""placeholder"""
+"""kcnn.export: ONNX export, onnxruntime verification and inference for Keras image classifiers.
+
+Works for any Keras classifier with one ``(batch, H, W, C)`` input and one ``(batch, classes)``
+output; it never imports kcnn's model builders, data or training code.
+
+* :func:`export_onnx` — Keras model -> ``.onnx`` (input ``images``, output ``logits``, labels
+  and preprocessing in the metadata), written atomically.
+* :func:`verify` — Keras vs onnxruntime on the same samples.
+* :class:`OnnxPredictor` — onnxruntime inference with the file's own preprocessing.
+* :func:`write_triton_repo` — Triton Inference Server model repository.
+
+Names are imported lazily so that inference (predictor, server) does not pay for importing
+Keras and its backend.
+"""
+
+import importlib
+
+# ``verify`` is both a submodule and its function: bind the function eagerly so that importing
+# the submodule can never shadow it (verify.py imports Keras only when called).
+from kcnn.export.verify import VerificationError, verify
+
+_EXPORTS = {
+    "ExportError": "onnx_export",
+    "ExportResult": "onnx_export",
+    "export_onnx": "onnx_export",
+    "InvalidModelError": "predictor",
+    "OnnxPredictor": "predictor",
+    "Prediction": "predictor",
+    "select_providers": "predictor",
+    "write_triton_repo": "triton",
+    "default_preprocessing": "metadata",
+    "read_metadata": "metadata",
+}
+
+__all__ = sorted([*_EXPORTS, "VerificationError", "verify"])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"kcnn.export.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kcnn.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

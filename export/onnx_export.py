@@ -1,0 +1,323 @@
+"""``export_onnx``: Keras image classifier -> self-describing ONNX file, written atomically.
+
+The graph comes from Keras's own exporter (``model.export(format="onnx")``), which uses tf2onnx
+on TensorFlow, jax2onnx on JAX and ``torch.onnx`` (TorchScript, because the batch axis is
+dynamic) on PyTorch. The result is then standardised with the ``onnx`` API: I/O names and
+shapes, kcnn metadata, producer, a backend quirk fix (see ``graph.fix_high_rank_pooling``),
+and ``onnx.checker.check_model(full_check=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+import onnx
+
+import kcnn
+from kcnn.export import graph as graph_ops
+from kcnn.export import metadata as meta
+from kcnn.export import quantize as quant
+
+#: Opset used when ``opset=None`` (the same on every backend, accepted by current runtimes).
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+#: Highest opset each backend's converter writes (tf2onnx 1.17: 18; torch.onnx TorchScript: 23).
+MAX_OPSET = {"tensorflow": 18, "jax": 23, "torch": 23}
+CONV_KINDS = ("builtin", "explicit", "none")
+
+
+class ExportError(RuntimeError):
+    """The backend's converter or the ONNX post-processing failed; no file was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote. ``os.fspath(result)`` is the file path.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        opset: default-domain opset of the file.
+        input_shape: ``(H, W, C)`` of the ``images`` input (batch is dynamic).
+        num_classes: width of the ``logits`` output.
+        metadata: the decoded kcnn metadata written into the file.
+        quantization: ``None``, or the report of :func:`kcnn.export.quantize.accuracy_change`
+            plus ``mode`` (the report has only ``mode`` when no samples were given).
+    """
+
+    path: pathlib.Path
+    opset: int
+    input_shape: tuple
+    num_classes: int
+    metadata: dict
+    quantization: dict | None = None
+
+    def __fspath__(self):
+        return os.fspath(self.path)
+
+
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike; received {type(path).__name__}.")
+    path = pathlib.Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"path must end in '.onnx'; received {str(path)!r}.")
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory; expected a file name ending in '.onnx'.")
+    return path
+
+
+def _check_opset(opset, backend):
+    high = MAX_OPSET.get(backend, DEFAULT_OPSET)
+    if opset is None:
+        return min(DEFAULT_OPSET, high)
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
+            or not MIN_OPSET <= opset <= high:
+        raise ValueError(
+            f"opset must be an integer in [{MIN_OPSET}, {high}] on the {backend} backend; "
+            f"received {opset!r}."
+        )
+    return int(opset)
+
+
+def model_signature(model):
+    """Return ``((H, W, C), num_classes)`` of a single-input NHWC image classifier.
+
+    Raises ``TypeError`` for non-models and ``ValueError`` for other input/output layouts.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model; received {type(model).__name__}.")
+    try:
+        in_shape = model.input_shape
+    except (AttributeError, ValueError):
+        raise ValueError(
+            f"model {model.name!r} has no defined input shape; build it with keras.Input "
+            "(Sequential or functional) before exporting."
+        ) from None
+    if isinstance(in_shape, list) or isinstance(in_shape, dict) or (
+            isinstance(in_shape, tuple) and in_shape and isinstance(in_shape[0], tuple)):
+        raise ValueError(
+            f"model must have exactly one input; {model.name!r} has input shapes {in_shape}."
+        )
+    if len(in_shape) != 4 or any(d is None for d in in_shape[1:]):
+        raise ValueError(
+            f"model input must be (batch, height, width, channels) with known height, width "
+            f"and channels; {model.name!r} has input shape {tuple(in_shape)}."
+        )
+    try:
+        out_shape = model.output_shape
+    except (AttributeError, ValueError):
+        out_shape = model.compute_output_spec(keras.KerasTensor((1, *in_shape[1:]))).shape
+    if isinstance(out_shape, list) or len(out_shape) != 2 or out_shape[-1] is None:
+        raise ValueError(
+            f"model must have one output of shape (batch, classes); {model.name!r} has "
+            f"output shape {out_shape}."
+        )
+    return tuple(int(d) for d in in_shape[1:]), int(out_shape[-1])
+
+
+def _all_layers(layer):
+    for sub in getattr(layer, "layers", []) or []:
+        yield sub
+        yield from _all_layers(sub)
+
+
+def detect_conv(model):
+    """``"explicit"`` if the model uses kcnn.layers convolutions, ``"builtin"`` if Keras's own
+    convolution layers, ``"none"`` otherwise (detected from layer classes, not kcnn.models)."""
+    kinds = set()
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.Conv2D) or "Conv" in type(layer).__name__ \
+                or "Correlation" in type(layer).__name__:
+            explicit = type(layer).__module__.startswith("kcnn.layers")
+            kinds.add("explicit" if explicit else "builtin")
+    if "explicit" in kinds:
+        return "explicit"
+    return "builtin" if kinds else "none"
+
+
+def output_kind(model):
+    """``"probabilities"`` when the model's last layer applies softmax, else ``"logits"``."""
+    layers = list(_all_layers(model))
+    if not layers:
+        return "logits"
+    last = layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "probabilities"
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", "")
+    return "probabilities" if name == "softmax" else "logits"
+
+
+@contextlib.contextmanager
+def _quiet_converters():
+    """Silence converter chatter (tf2onnx INFO logs, torch tracer warnings)."""
+    loggers = [logging.getLogger(name) for name in ("tf2onnx", "jax2onnx", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _keras_export(model, raw_path, input_shape, opset):
+    spec = keras.InputSpec(shape=(None, *input_shape), dtype="float32", name=graph_ops.INPUT_NAME)
+    with _quiet_converters():
+        model.export(str(raw_path), format="onnx", verbose=False, input_signature=[spec],
+                     opset_version=opset)
+
+
+def _smoke_test(path, input_shape, num_classes):
+    """Run the written file once in onnxruntime at batch 2 (catches graphs that load but fail)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, *input_shape), dtype=np.float32)
+    (y,) = session.run([graph_ops.OUTPUT_NAME], {graph_ops.INPUT_NAME: x})
+    if y.shape != (2, num_classes) or not np.all(np.isfinite(y)):
+        raise ExportError(
+            f"onnxruntime smoke test failed: output shape {y.shape} (expected (2, {num_classes})) "
+            f"or non-finite values."
+        )
+
+
+def _split_samples(samples):
+    if samples is None:
+        return None, None
+    if isinstance(samples, (tuple, list)) and len(samples) == 2:
+        x, y = samples
+    else:
+        x, y = samples, None
+    x = np.asarray(x, dtype=np.float32)
+    return x, (None if y is None else np.asarray(y))
+
+
+def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, model_name=None,
+                conv=None, quantize=None, samples=None):
+    """Export a Keras image classifier to an ONNX file that onnxruntime can serve alone.
+
+    The file has one float32 input ``images`` of shape ``[batch, H, W, C]`` (``batch`` is a
+    named dynamic dimension) and one output ``logits`` of shape ``[batch, classes]``; its
+    ``metadata_props`` carry labels, preprocessing and provenance (see
+    :mod:`kcnn.export.metadata`). The file is built in a temporary folder next to ``path``
+    and renamed into place only when complete and checked, so a failed or interrupted export
+    leaves ``path`` untouched.
+
+    Args:
+        model: a built ``keras.Model`` with one ``(batch, H, W, C)`` input and one
+            ``(batch, classes)`` output, dtype policy float32.
+        path: target file, must end in ``.onnx``; missing parent folders are created.
+        opset: ONNX opset, ``None`` for 17; at most 18 on TensorFlow (tf2onnx), 23 otherwise.
+        labels: class names, one per output unit (default ``"0"``, ``"1"``, …).
+        preprocessing: overrides of :func:`kcnn.export.metadata.default_preprocessing`
+            (``scale``, ``mean``, ``std``, ``resize``); default: uint8 / 255.
+        model_name: stored as ``kcnn.model`` (default ``model.name``).
+        conv: ``"builtin"``, ``"explicit"`` or ``"none"``; default detected from the layers.
+        quantize: ``None``, ``"int8"`` (onnxruntime dynamic quantization) or ``"fp16"``.
+        samples: for ``quantize`` only: preprocessed float32 images ``x`` or a pair
+            ``(x, y)``; the float and compressed graphs are compared on them and the report is
+            returned in ``ExportResult.quantization``.
+
+    Returns:
+        :class:`ExportResult`.
+
+    Raises:
+        TypeError / ValueError: invalid arguments (the message names the argument).
+        ExportError: the converter, post-processing or checker failed.
+    """
+    input_shape, num_classes = model_signature(model)
+    backend = keras.backend.backend()
+    path = _check_path(path)
+    opset = _check_opset(opset, backend)
+    labels = meta.normalize_labels(labels, num_classes)
+    preprocessing = meta.normalize_preprocessing(preprocessing, *input_shape)
+    quant.check_mode(quantize)
+    if model_name is None:
+        model_name = model.name
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(f"model_name must be a non-empty string; received {model_name!r}.")
+    if conv is None:
+        conv = detect_conv(model)
+    if conv not in CONV_KINDS:
+        raise ValueError(f"conv must be one of {list(CONV_KINDS)} or None; received {conv!r}.")
+    policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
+    if policy != "float32":
+        raise ValueError(
+            f"model dtype policy must be 'float32' for ONNX export; received {policy!r}."
+        )
+    x_samples, y_samples = _split_samples(samples)
+    if x_samples is not None and x_samples.shape[1:] != input_shape:
+        raise ValueError(
+            f"samples must have shape (n, {', '.join(map(str, input_shape))}); "
+            f"received {x_samples.shape}."
+        )
+    if x_samples is not None and quantize is None:
+        raise ValueError("samples are only used with quantize='int8' or 'fp16'; received quantize=None.")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+        tmp = pathlib.Path(tmp)
+        try:
+            _keras_export(model, tmp / "raw.onnx", input_shape, opset)
+            proto = onnx.load(str(tmp / "raw.onnx"))
+        except Exception as err:
+            raise ExportError(f"Keras ONNX export failed on the {backend} backend: "
+                              f"{type(err).__name__}: {err}") from err
+        exporter = f"{proto.producer_name} {proto.producer_version}".strip()
+        graph_ops.standardize_io(proto, input_shape, num_classes)
+        graph_ops.fix_high_rank_pooling(proto)
+        graph_ops.check_domains(proto)
+        values = {
+            meta.LABELS: labels,
+            meta.PREPROCESSING: preprocessing,
+            meta.MODEL: model_name,
+            meta.CONV: conv,
+            meta.BACKEND: backend,
+            meta.VERSION: kcnn.__version__,
+            meta.OUTPUT: output_kind(model),
+            meta.EXPORTER: exporter,
+        }
+        _finish(proto, values)
+        final = tmp / "model.onnx"
+        onnx.save(proto, str(final))
+        report = None
+        if quantize is not None:
+            compressed = tmp / f"model.{quantize}.onnx"
+            quant.quantize_file(final, compressed, quantize)
+            qproto = onnx.load(str(compressed))
+            graph_ops.check_domains(qproto)
+            _finish(qproto, {**values, meta.QUANTIZATION: quantize})
+            onnx.save(qproto, str(compressed))
+            report = {"mode": quantize}
+            if x_samples is not None:
+                report.update(quant.accuracy_change(final, compressed, x_samples, y_samples))
+            final, values = compressed, {**values, meta.QUANTIZATION: quantize}
+        _smoke_test(final, input_shape, num_classes)
+        os.replace(final, path)
+    return ExportResult(path=path, opset=graph_ops.opset_version(proto), input_shape=input_shape,
+                        num_classes=num_classes, metadata=values, quantization=report)
+
+
+def _finish(proto, values):
+    """Stamp metadata and producer, then run the full ONNX checker."""
+    proto.producer_name = "kcnn"
+    proto.producer_version = kcnn.__version__
+    proto.doc_string = (f"{values[meta.MODEL]} image classifier exported by kcnn "
+                        f"{kcnn.__version__} ({values[meta.BACKEND]} backend, {values[meta.EXPORTER]})")
+    meta.set_props(proto, values)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"the exported ONNX graph failed onnx.checker: {err}") from err
