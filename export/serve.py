@@ -142,9 +142,9 @@ class MicroBatcher:
             pending = self._queue.popleft()
             if not pending.future.done():
                 pending.future.set_exception(BatcherStopped("the server is shutting down"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._executor is not None:  # wait for a call in flight without blocking the loop
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)
 
     @contextlib.contextmanager
     def expecting(self):
@@ -371,67 +371,69 @@ def decode_image(body: bytes) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Model adapter: what the server needs from an OnnxPredictor
 # --------------------------------------------------------------------------------------------------
-def _softmax_top_k(logits: np.ndarray, labels: list[str], top_k: int) -> list[dict]:
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    result = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")[:top_k]
-        ranked = [{"label": labels[i], "score": float(row[i])} for i in order]
-        result.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
-    return result
-
-
 class ServedModel:
-    """The predictor seen by the server: one-image preprocessing, batch run, postprocessing."""
+    """The :class:`~kcnn.export.OnnxPredictor` as the server uses it: one image at a time in,
+    batches through onnxruntime, JSON-ready predictions out."""
 
     def __init__(self, predictor, name: str | None = None):
         self.predictor = predictor
         self.labels = [str(label) for label in predictor.labels]
         self.num_classes = len(self.labels)
-        self.name = name or getattr(predictor, "model_name", None) or "model"
+        path = getattr(predictor, "path", None)
+        self.name = (name or predictor.metadata.get("kcnn.model")
+                     or (os.path.splitext(os.path.basename(str(path)))[0] if path else "model"))
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        """One image → float32 batch of one; ValueError/TypeError become 422."""
+        """One image → float32 batch of one; the predictor's ValueError/TypeError become 422."""
         try:
-            batch = np.asarray(self.predictor.preprocess(image), dtype=np.float32)
+            batch = self.predictor.preprocess(image)
         except (ValueError, TypeError) as exc:
             raise RequestError(422, str(exc)) from None
-        shape = tuple(self.predictor.input_shape)
-        if batch.ndim == len(shape) - 1:
-            batch = batch[None]
-        if batch.ndim != len(shape) or batch.shape[0] != 1:
-            raise RequestError(422, f"each instance must be ONE image; received an array that "
-                                    f"preprocesses to shape {batch.shape}")
+        if batch.shape[0] != 1:
+            raise RequestError(422, f"each instance must be ONE image; received an array of shape "
+                                    f"{image.shape}, which holds {batch.shape[0]}")
         return batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.predictor.run(batch))
+        return self.predictor.run(batch)
 
-    def postprocess(self, logits: np.ndarray, top_k: int) -> list[dict]:
+    def postprocess(self, outputs: np.ndarray, top_k: int) -> list[dict]:
+        """Model outputs → ``[{"label", "index", "score", "top_k": [...]}, ...]`` as predict() ranks."""
         post = getattr(self.predictor, "postprocess", None)
-        if post is not None:
-            return post(logits, top_k=top_k)
-        return _softmax_top_k(logits, self.labels, top_k)
+        prediction = post(outputs, top_k=top_k) if post is not None else self._rank(outputs, top_k)
+        return [{**ranked[0], "top_k": ranked} for ranked in prediction.to_list()]
+
+    def _rank(self, outputs, top_k):
+        # Same steps as OnnxPredictor.predict after run().
+        from kcnn.export.predictor import Prediction
+
+        outputs = np.asarray(outputs, dtype=np.float32)
+        if getattr(self.predictor, "output_kind", "logits") == "probabilities":
+            probabilities = outputs
+        else:
+            shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+            probabilities = (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+        indices = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
+        scores = np.take_along_axis(probabilities, indices, axis=-1)
+        labels = [[self.labels[i] for i in row] for row in indices]
+        return Prediction(probabilities, indices, scores, labels)
 
     def metadata(self) -> dict:
         p = self.predictor
-        session = getattr(p, "session", None)
-
-        def describe(args):
-            return [{"name": a.name, "shape": [d if isinstance(d, int) else (d or None)
-                                               for d in a.shape], "type": a.type} for a in args]
-
+        extra = {k: v for k, v in p.metadata.items()
+                 if k not in ("kcnn.labels", "kcnn.preprocessing")}
         return {
             "model": self.name,
             "labels": self.labels,
             "num_classes": self.num_classes,
-            "preprocessing": getattr(p, "preprocessing", None),
-            "inputs": describe(session.get_inputs()) if session is not None else None,
-            "outputs": describe(session.get_outputs()) if session is not None else None,
-            "input_shape": list(p.input_shape),
-            "provider": getattr(p, "provider", None),
+            "preprocessing": p.preprocessing,
+            "inputs": [{"name": p.input_name, "shape": [None, *p.input_shape],
+                        "type": "tensor(float)"}],
+            "outputs": [{"name": p.output_name, "shape": [None, self.num_classes],
+                         "type": "tensor(float)",
+                         "kind": getattr(p, "output_kind", "logits")}],
+            "provider": p.provider,
+            "properties": extra,
         }
 
 
