@@ -447,10 +447,10 @@ def synthetic(num_examples: int = 2000, *, image_shape=(28, 28, 1), num_classes:
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     phase = rng.uniform(0, 2 * np.pi, n)
     proj = (np.cos(theta)[:, None, None] * cols + np.sin(theta)[:, None, None] * rows) * freq
-    contrast = rng.uniform(0.25, 0.45, n)[:, None, None]
+    contrast = rng.uniform(0.15, 0.4, n)[:, None, None]
     img = 0.5 + contrast * np.sin(proj + phase[:, None, None])
     img = img[..., None] * rng.uniform(0.8, 1.0, (n, 1, 1, c))  # per-channel tint
-    img = img + rng.normal(0.0, 0.12, img.shape)
+    img = img + rng.normal(0.0, 0.2, img.shape)
     x = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
     n_test = max(1, int(round(n * test_fraction)))
     spec = f"synthetic:{n}:{h}x{w}x{c}"
