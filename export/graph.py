@@ -8,7 +8,6 @@ float32 input ``images`` of shape ``[batch, H, W, C]`` and one output ``logits``
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -260,3 +259,27 @@ def opset_version(model_proto):
         if op.domain in ("", "ai.onnx"):
             return int(op.version)
     raise GraphError("the ONNX model imports no default-domain opset.")
+
+
+class CheckError(ValueError):
+    """The final graph failed ``onnx.checker.check_model(full_check=True)``."""
+
+
+def finalize(model_proto, values):
+    """Stamp kcnn metadata and producer on ``model_proto``, then run the full ONNX checker.
+
+    ``values`` maps :mod:`kcnn.export.metadata` keys to (decoded) values.
+    """
+    import kcnn
+    from kcnn.export import metadata as meta
+
+    model_proto.producer_name = "kcnn"
+    model_proto.producer_version = kcnn.__version__
+    model_proto.doc_string = (
+        f"{values.get(meta.MODEL, 'image')} classifier exported by kcnn {kcnn.__version__} "
+        f"({values.get(meta.BACKEND, '?')} backend, {values.get(meta.EXPORTER, '?')})")
+    meta.set_props(model_proto, values)
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise CheckError(f"the ONNX graph failed onnx.checker: {err}") from err

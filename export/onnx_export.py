@@ -172,11 +172,42 @@ def _quiet_converters():
             lg.setLevel(level)
 
 
+def _load_core_jax2onnx_plugins():
+    """Register only jax2onnx's ``jax.*`` primitive plugins; True if this skipped the rest.
+
+    On its first conversion jax2onnx imports every plugin it ships, and its Equinox plugins
+    compile examples at import time: ~45 s of a ~50 s first export on a 2-core machine.
+    Keras models only ever produce plain JAX primitives, so the ``jax`` plugin tree suffices;
+    if a conversion still fails, :func:`_keras_export` retries with every plugin loaded.
+    """
+    try:
+        from jax2onnx.plugins import plugin_system
+    except ImportError:
+        return False
+    if getattr(plugin_system, "_already_imported_plugins", True) or not hasattr(
+            plugin_system, "_import_tree"):
+        return False
+    root = pathlib.Path(plugin_system.__file__).parent
+    plugin_system._import_tree(root / "jax", "jax2onnx.plugins.jax")
+    plugin_system._already_imported_plugins = True
+    return True
+
+
 def _keras_export(model, raw_path, input_shape, opset):
     spec = keras.InputSpec(shape=(None, *input_shape), dtype="float32", name=graph_ops.INPUT_NAME)
     with _quiet_converters():
-        model.export(str(raw_path), format="onnx", verbose=False, input_signature=[spec],
-                     opset_version=opset)
+        partial_plugins = keras.backend.backend() == "jax" and _load_core_jax2onnx_plugins()
+        try:
+            model.export(str(raw_path), format="onnx", verbose=False, input_signature=[spec],
+                         opset_version=opset)
+        except Exception:
+            if not partial_plugins:
+                raise
+            from jax2onnx.plugins import plugin_system
+
+            plugin_system._already_imported_plugins = False
+            model.export(str(raw_path), format="onnx", verbose=False, input_signature=[spec],
+                         opset_version=opset)
 
 
 def _smoke_test(path, input_shape, num_classes):
@@ -191,17 +222,6 @@ def _smoke_test(path, input_shape, num_classes):
             f"onnxruntime smoke test failed: output shape {y.shape} (expected (2, {num_classes})) "
             f"or non-finite values."
         )
-
-
-def _split_samples(samples):
-    if samples is None:
-        return None, None
-    if isinstance(samples, (tuple, list)) and len(samples) == 2:
-        x, y = samples
-    else:
-        x, y = samples, None
-    x = np.asarray(x, dtype=np.float32)
-    return x, (None if y is None else np.asarray(y))
 
 
 def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, model_name=None,
@@ -257,7 +277,7 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         raise ValueError(
             f"model dtype policy must be 'float32' for ONNX export; received {policy!r}."
         )
-    x_samples, y_samples = _split_samples(samples)
+    x_samples, _ = quant.split_samples(samples)
     if x_samples is not None and x_samples.shape[1:] != input_shape:
         raise ValueError(
             f"samples must have shape (n, {', '.join(map(str, input_shape))}); "
@@ -272,13 +292,11 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         try:
             _keras_export(model, tmp / "raw.onnx", input_shape, opset)
             proto = onnx.load(str(tmp / "raw.onnx"))
-        except Exception as err:
+        except Exception as err:  # converters raise anything; report it as one error type
             raise ExportError(f"Keras ONNX export failed on the {backend} backend: "
                               f"{type(err).__name__}: {err}") from err
-        exporter = f"{proto.producer_name} {proto.producer_version}".strip()
-        graph_ops.standardize_io(proto, input_shape, num_classes)
-        graph_ops.fix_high_rank_pooling(proto)
-        graph_ops.check_domains(proto)
+        exporter = " ".join(
+            part for part in (proto.producer_name, *proto.producer_version.split()[:1]) if part)
         values = {
             meta.LABELS: labels,
             meta.PREPROCESSING: preprocessing,
@@ -289,35 +307,21 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
             meta.OUTPUT: output_kind(model),
             meta.EXPORTER: exporter,
         }
-        _finish(proto, values)
         final = tmp / "model.onnx"
-        onnx.save(proto, str(final))
-        report = None
-        if quantize is not None:
-            compressed = tmp / f"model.{quantize}.onnx"
-            quant.quantize_file(final, compressed, quantize)
-            qproto = onnx.load(str(compressed))
-            graph_ops.check_domains(qproto)
-            _finish(qproto, {**values, meta.QUANTIZATION: quantize})
-            onnx.save(qproto, str(compressed))
-            report = {"mode": quantize}
-            if x_samples is not None:
-                report.update(quant.accuracy_change(final, compressed, x_samples, y_samples))
-            final, values = compressed, {**values, meta.QUANTIZATION: quantize}
+        try:
+            graph_ops.standardize_io(proto, input_shape, num_classes)
+            graph_ops.fix_high_rank_pooling(proto)
+            graph_ops.check_domains(proto)
+            graph_ops.finalize(proto, values)
+            onnx.save(proto, str(final))
+            report = None
+            if quantize is not None:
+                compressed = tmp / f"model.{quantize}.onnx"
+                report = quant.quantize_onnx(final, compressed, quantize, samples=samples)
+                final, values = compressed, {**values, meta.QUANTIZATION: quantize}
+        except (graph_ops.GraphError, graph_ops.CheckError) as err:
+            raise ExportError(str(err)) from err
         _smoke_test(final, input_shape, num_classes)
         os.replace(final, path)
     return ExportResult(path=path, opset=graph_ops.opset_version(proto), input_shape=input_shape,
                         num_classes=num_classes, metadata=values, quantization=report)
-
-
-def _finish(proto, values):
-    """Stamp metadata and producer, then run the full ONNX checker."""
-    proto.producer_name = "kcnn"
-    proto.producer_version = kcnn.__version__
-    proto.doc_string = (f"{values[meta.MODEL]} image classifier exported by kcnn "
-                        f"{kcnn.__version__} ({values[meta.BACKEND]} backend, {values[meta.EXPORTER]})")
-    meta.set_props(proto, values)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise ExportError(f"the exported ONNX graph failed onnx.checker: {err}") from err

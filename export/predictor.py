@@ -307,14 +307,23 @@ class OnnxPredictor:
 
         ``images`` is anything :meth:`preprocess` accepts. Returns a :class:`Prediction`.
         """
+        self._check_top_k(top_k)
+        return self.postprocess(self.run(self.preprocess(images)), top_k=top_k)
+
+    def _check_top_k(self, top_k):
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) \
                 or not 1 <= top_k <= self.num_classes:
             raise ValueError(
                 f"top_k must be an integer in [1, {self.num_classes}]; received {top_k!r}.")
-        outputs = self.run(self.preprocess(images))
-        if outputs.shape[-1] != self.num_classes:
+
+    def postprocess(self, outputs, top_k=1):
+        """Model outputs from :meth:`run` -> :class:`Prediction` (softmax unless the model
+        already outputs probabilities, then the ``top_k`` best classes)."""
+        self._check_top_k(top_k)
+        outputs = np.asarray(outputs, dtype=np.float32)
+        if outputs.ndim != 2 or outputs.shape[-1] != self.num_classes:
             raise InvalidModelError(
-                f"{str(self.path)!r} produced {outputs.shape[-1]} outputs for "
+                f"{str(self.path)!r} produced outputs of shape {outputs.shape} for "
                 f"{self.num_classes} labels.")
         probabilities = outputs if self.output_kind == "probabilities" else _softmax(outputs)
         probabilities = probabilities.astype(np.float32)

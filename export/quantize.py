@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from kcnn.export import graph as graph_ops
+from kcnn.export import metadata as meta
 
 MODES = ("int8", "fp16")
 
@@ -80,4 +81,55 @@ def accuracy_change(float_path, quantized_path, x, y=None):
         quant_acc = float(np.mean(compressed.argmax(-1) == y))
         report.update(float_accuracy=float_acc, quantized_accuracy=quant_acc,
                       accuracy_change=quant_acc - float_acc)
+    return report
+
+
+def split_samples(samples):
+    """``x`` or ``(x, y)`` -> ``(float32 x, y or None)``; ``(None, None)`` for ``None``."""
+    if samples is None:
+        return None, None
+    if isinstance(samples, (tuple, list)) and len(samples) == 2:
+        x, y = samples
+    else:
+        x, y = samples, None
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise ValueError(
+            f"samples must be preprocessed float images (n, H, W, C); received dtype {x.dtype}.")
+    return x.astype(np.float32), (None if y is None else np.asarray(y))
+
+
+def quantize_onnx(src, dst, mode, *, samples=None):
+    """Compress the kcnn ONNX file ``src`` into ``dst`` (``mode`` ``"int8"`` or ``"fp16"``).
+
+    The metadata is carried over with ``kcnn.quantization`` added, the graph is checked, and
+    ``dst`` is written atomically (``src == dst`` replaces the file in place). With
+    ``samples`` (preprocessed ``x`` or ``(x, y)``) the float and compressed graphs are
+    compared (see :func:`accuracy_change`).
+
+    Returns:
+        dict with ``mode`` and, given samples, the :func:`accuracy_change` figures.
+    """
+    import os
+    import pathlib
+    import tempfile
+
+    check_mode(mode)
+    if mode is None:
+        raise ValueError("mode must be 'int8' or 'fp16'; received None.")
+    x, y = split_samples(samples)
+    dst = pathlib.Path(dst)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.tmp-") as tmp:
+        staged = pathlib.Path(tmp) / "model.onnx"
+        quantize_file(src, staged, mode)
+        proto = onnx.load(str(staged))
+        graph_ops.sort_nodes(proto)
+        graph_ops.check_domains(proto)
+        values = {key: value for key, value in meta.read_metadata(src).items() if key in meta.KEYS}
+        graph_ops.finalize(proto, {**values, meta.QUANTIZATION: mode})
+        onnx.save(proto, str(staged))
+        report = {"mode": mode}
+        if x is not None:
+            report.update(accuracy_change(src, staged, x, y))
+        os.replace(staged, dst)
     return report
