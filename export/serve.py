@@ -6,15 +6,17 @@ preprocessing come from its metadata through :class:`kcnn.export.OnnxPredictor`.
 Endpoints
     ``POST /v1/predict``  an image file body (PNG, JPEG, ... any content type but JSON), or JSON
                           ``{"instances": [array, ...], "top_k": K}``; ``top_k`` may also be a query
-                          parameter. Answers ``{"predictions": [{"label", "score", "top_k"}, ...]}``.
+                          parameter. Answers ``{"predictions": [{"label", "index", "score",
+                          "top_k": [{"label", "index", "score"}, ...]}, ...]}``, one per image.
     ``GET /v1/health``    ``{"status": "ok"}``
     ``GET /v1/metadata``  labels, preprocessing, input/output names and shapes, provider, model name.
     ``GET /v1/stats``     request, image and onnxruntime-call counters of the micro-batcher.
 
 Concurrent requests are queued and merged by :class:`MicroBatcher` into one onnxruntime call (at most
 ``max_batch`` images, waiting at most ``max_wait_ms`` for company), which runs in a worker thread so
-the event loop keeps accepting requests. Bad payloads get a 4xx JSON ``{"error": ...}``, bodies over
-``max_body_bytes`` get 413.
+the event loop keeps accepting requests. Bad payloads get a 4xx JSON ``{"error": ...}``; bodies over
+``max_body_bytes``, JSON with more than ``max_instances`` images and images over
+``MAX_IMAGE_PIXELS`` get 413.
 """
 from __future__ import annotations
 
@@ -38,8 +40,9 @@ import numpy as np
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_INSTANCES = 256
 # Decoded-size cap for image bodies: a small PNG can inflate to gigabytes (decompression bomb).
-MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+MAX_IMAGE_PIXELS = 4096 * 4096
 # Bodies up to this size are decoded on the event loop (well under a millisecond for small images).
 INLINE_DECODE_BYTES = 32 * 1024
 
@@ -324,7 +327,8 @@ def instance_array(value, index: int) -> np.ndarray:
     return array
 
 
-def parse_json_body(body: bytes) -> tuple[list[np.ndarray], object]:
+def parse_json_body(body: bytes, max_instances: int = DEFAULT_MAX_INSTANCES
+                    ) -> tuple[list[np.ndarray], object]:
     """``{"instances": [...], "top_k": K}`` → (arrays, raw top_k or None)."""
     try:
         payload = json.loads(body)
@@ -339,6 +343,9 @@ def parse_json_body(body: bytes) -> tuple[list[np.ndarray], object]:
     if not isinstance(instances, list) or not instances:
         raise RequestError(400, '"instances" must be a non-empty list of arrays, received: '
                                 f"{type(instances).__name__ if instances is not None else 'nothing'}")
+    if len(instances) > max_instances:
+        raise RequestError(413, f"{len(instances)} instances exceed the limit of {max_instances} "
+                                "per request")
     return [instance_array(v, i) for i, v in enumerate(instances)], payload.get("top_k")
 
 
@@ -398,25 +405,10 @@ class ServedModel:
         return self.predictor.run(batch)
 
     def postprocess(self, outputs: np.ndarray, top_k: int) -> list[dict]:
-        """Model outputs → ``[{"label", "index", "score", "top_k": [...]}, ...]`` as predict() ranks."""
-        post = getattr(self.predictor, "postprocess", None)
-        prediction = post(outputs, top_k=top_k) if post is not None else self._rank(outputs, top_k)
-        return [{**ranked[0], "top_k": ranked} for ranked in prediction.to_list()]
-
-    def _rank(self, outputs, top_k):
-        # Same steps as OnnxPredictor.predict after run().
-        from kcnn.export.predictor import Prediction
-
-        outputs = np.asarray(outputs, dtype=np.float32)
-        if getattr(self.predictor, "output_kind", "logits") == "probabilities":
-            probabilities = outputs
-        else:
-            shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
-            probabilities = (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
-        indices = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
-        scores = np.take_along_axis(probabilities, indices, axis=-1)
-        labels = [[self.labels[i] for i in row] for row in indices]
-        return Prediction(probabilities, indices, scores, labels)
+        """Model outputs → ``[{"label", "index", "score", "top_k": [...]}, ...]``, ranked exactly
+        as :meth:`OnnxPredictor.predict` ranks them."""
+        ranked_lists = self.predictor.postprocess(outputs, top_k=top_k).to_list()
+        return [{**ranked[0], "top_k": ranked} for ranked in ranked_lists]
 
     def metadata(self) -> dict:
         p = self.predictor
@@ -448,7 +440,8 @@ def _error(status: int, message: str, headers=None):
 
 def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, model_name: str | None = None):
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_instances: int = DEFAULT_MAX_INSTANCES, model_name: str | None = None):
     """A Starlette app serving ``predictor`` (an :class:`~kcnn.export.OnnxPredictor`).
 
     The micro-batcher starts and stops with the app's lifespan.
@@ -460,17 +453,18 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-        raise ValueError("max_body_bytes must be an integer >= 1, "
-                         f"received: max_body_bytes={max_body_bytes!r}")
+    for name, value in (("max_body_bytes", max_body_bytes), ("max_instances", max_instances)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, received: {name}={value!r}")
     model = ServedModel(predictor, model_name)
     batcher = MicroBatcher(model.run, max_batch=max_batch, max_wait_ms=max_wait_ms)
     static_metadata = model.metadata()
-    limits = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_body_bytes": max_body_bytes}
+    limits = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_body_bytes": max_body_bytes,
+              "max_instances": max_instances, "max_image_pixels": MAX_IMAGE_PIXELS}
 
     def prepare(body: bytes, content_type: str):
         if _is_json(content_type, body):
-            images, top_k = parse_json_body(body)
+            images, top_k = parse_json_body(body, max_instances)
         else:
             images, top_k = [decode_image(body)], None
         batch = np.concatenate([model.preprocess(image) for image in images])
@@ -563,7 +557,8 @@ def _url(sock: socket.socket) -> str:
 
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
           max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          providers=None, access_log: bool = False, log_level: str = "warning") -> None:
+          max_instances: int = DEFAULT_MAX_INSTANCES, providers=None, access_log: bool = False,
+          log_level: str = "warning") -> None:
     """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
 
     Binds ``host`` (loopback by default) and ``port`` (0: any free port), then prints one line
@@ -578,7 +573,7 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
         raise ValueError(f"port must be an integer from 0 to 65535, received: port={port!r}")
     predictor = OnnxPredictor(path, providers=providers)
     app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_body_bytes=max_body_bytes)
+                     max_body_bytes=max_body_bytes, max_instances=max_instances)
     sock = _bind(host, port)
     url = _url(sock)
 
@@ -656,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body; larger ones get 413 (default "
                              f"{DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES,
+                        help="most images in one JSON request; more get 413 (default "
+                             f"{DEFAULT_MAX_INSTANCES})")
     parser.add_argument("--providers", default=None,
                         help="comma-separated onnxruntime execution providers, in order of "
                              "preference (default: CUDA if it loads, else CPU)")
@@ -674,7 +672,7 @@ def main(argv=None) -> int:
     try:
         serve(args.model, args.host, args.port, max_batch=args.max_batch,
               max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
-              providers=providers, access_log=args.access_log)
+              max_instances=args.max_instances, providers=providers, access_log=args.access_log)
     except (ValueError, TypeError, OSError, RuntimeError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"kcnn-serve: error: {message}", file=sys.stderr)

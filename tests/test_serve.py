@@ -5,6 +5,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +188,16 @@ def test_decode_image_rejects_non_images(body):
     assert info.value.status == 400
 
 
+def test_decode_image_rejects_huge_images(monkeypatch):
+    from kcnn.export import serve
+
+    monkeypatch.setattr(serve, "MAX_IMAGE_PIXELS", 100)
+    assert decode_image(_png(np.zeros((10, 10), np.uint8))).shape == (10, 10)
+    with pytest.raises(RequestError, match="exceeds") as info:
+        decode_image(_png(np.zeros((10, 11), np.uint8)))
+    assert info.value.status == 413
+
+
 def test_instance_array_dtypes():
     assert instance_array([[0, 255], [1, 2]], 0).dtype == np.uint8
     floats = instance_array([[0.5, 1.0], [0, 2]], 0)
@@ -220,6 +231,14 @@ def test_parse_json_body_rejects(body, match):
     with pytest.raises(RequestError, match=match) as info:
         parse_json_body(body)
     assert info.value.status == 400
+
+
+def test_parse_json_body_limits_instances():
+    arrays, top_k = parse_json_body(b'{"instances": [[[1]], [[2.5]]], "top_k": 2}', 2)
+    assert [a.dtype for a in arrays] == [np.uint8, np.float32] and top_k == 2
+    with pytest.raises(RequestError, match="limit of 2") as info:
+        parse_json_body(b'{"instances": [[[1]], [[1]], [[1]]]}', 2)
+    assert info.value.status == 413
 
 
 @pytest.mark.parametrize("value, expected", [("3", 3), (" 10 ", 10), (1, 1)])
@@ -328,7 +347,8 @@ def test_health_and_metadata(server):
     assert meta["inputs"][0] == {"name": "images", "shape": [None, 28, 28, 1],
                                  "type": "tensor(float)"}
     assert meta["outputs"][0]["name"] == "logits" and meta["outputs"][0]["shape"] == [None, 10]
-    assert meta["preprocessing"] and meta["limits"]["max_body_bytes"] == 300000
+    assert meta["preprocessing"]["input_size"] == [28, 28]
+    assert meta["limits"]["max_body_bytes"] == 300000 and meta["limits"]["max_instances"] == 256
     assert server.url.startswith("http://127.0.0.1:")
 
 
@@ -430,6 +450,12 @@ def test_oversize_bodies_get_413(server):
     assert httpx.get(server.url + "/v1/health").status_code == 200
 
 
+def test_too_many_instances_get_413(server):
+    body = {"instances": [[[0]]] * 300}  # the fixture's server allows 256
+    response = httpx.post(server.url + "/v1/predict", json=body)
+    assert response.status_code == 413 and "instances" in response.json()["error"]
+
+
 def test_unknown_route_and_wrong_method(server):
     response = httpx.get(server.url + "/v1/nope")
     assert response.status_code == 404 and response.json()["error"]
@@ -463,12 +489,16 @@ def test_sigterm_shuts_down_cleanly(onnx_path, digits):
     (["{onnx}", "--port", "70000"], "port"),
     (["{onnx}", "--max-batch", "0"], "max-batch"),
     (["{junk}"], "junk.onnx"),
+    (["{onnx}", "--port", "{busy}"], "ddress"),
+    (["{onnx}", "--providers", "NoSuchExecutionProvider"], "providers"),
 ])
 def test_cli_errors_exit_2_with_one_line(args, match, onnx_path, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"this is not an onnx file")
-    argv = [a.format(onnx=onnx_path, junk=junk) for a in args]
-    result = subprocess.run([*_serve_command(), *argv], capture_output=True, text=True, timeout=120)
+    with socket.create_server(("127.0.0.1", 0)) as busy:  # a port that is taken
+        argv = [a.format(onnx=onnx_path, junk=junk, busy=busy.getsockname()[1]) for a in args]
+        result = subprocess.run([*_serve_command(), *argv], capture_output=True, text=True,
+                                timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], result.stderr
