@@ -4,9 +4,10 @@ The server is a Starlette ASGI app run by uvicorn. It needs nothing but the ONNX
 preprocessing come from its metadata through :class:`kcnn.export.OnnxPredictor`.
 
 Endpoints
-    ``POST /v1/predict``  an image file body (PNG, JPEG, ... any content type but JSON), or JSON
+    ``POST /v1/predict``  an image file body (PNG, JPEG, ... any content type but JSON), a
+                          multipart form with file part(s) (``curl -F file=@x.png``), or JSON
                           ``{"instances": [array, ...], "top_k": K}``; ``top_k`` may also be a query
-                          parameter. Answers ``{"predictions": [{"label", "index", "score",
+                          parameter (or a form field). Answers ``{"predictions": [{"label", "index", "score",
                           "top_k": [{"label", "index", "score"}, ...]}, ...]}``, one per image.
     ``GET /v1/health``    ``{"status": "ok"}``
     ``GET /v1/metadata``  labels, preprocessing, input/output names and shapes, provider, model name.
@@ -349,6 +350,34 @@ def parse_json_body(body: bytes, max_instances: int = DEFAULT_MAX_INSTANCES
     return [instance_array(v, i) for i, v in enumerate(instances)], payload.get("top_k")
 
 
+def parse_multipart_body(body: bytes, content_type: str) -> tuple[list[bytes], object]:
+    """``multipart/form-data`` (``curl -F file=@digit.png``) → (image files' bytes, raw top_k or None).
+
+    Every part that carries a file name or an image content type is one image, in order; a field
+    named ``top_k`` is the top_k. Parsed with the standard library's MIME parser.
+    """
+    import email.parser
+    import email.policy
+
+    try:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+        parts = list(message.iter_parts()) if message.is_multipart() else []
+        files, top_k = [], None
+        for part in parts:
+            name = part.get_param("name", header="content-disposition")
+            if part.get_filename() or part.get_content_maintype() == "image":
+                files.append(part.get_payload(decode=True) or b"")
+            elif name == "top_k":
+                top_k = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    except (ValueError, TypeError, UnicodeError, IndexError, LookupError):
+        raise RequestError(400, "malformed multipart/form-data body") from None
+    if not files:
+        raise RequestError(400, "multipart/form-data body holds no file part; send the image as "
+                                "e.g. curl -F file=@image.png")
+    return files, top_k
+
+
 def decode_image(body: bytes) -> np.ndarray:
     """PNG/JPEG/... bytes → uint8 array, (H, W) for gray images, (H, W, 3) otherwise."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -465,6 +494,12 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
     def prepare(body: bytes, content_type: str):
         if _is_json(content_type, body):
             images, top_k = parse_json_body(body, max_instances)
+        elif content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+            files, top_k = parse_multipart_body(body, content_type)
+            if len(files) > max_instances:
+                raise RequestError(413, f"{len(files)} files exceed the limit of {max_instances} "
+                                        "per request")
+            images = [decode_image(f) for f in files]
         else:
             images, top_k = [decode_image(body)], None
         batch = np.concatenate([model.preprocess(image) for image in images])
@@ -485,9 +520,9 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
             else:
                 batch, body_top_k = await run_in_threadpool(prepare, body, content_type)
         if query_top_k is not None and body_top_k is not None:
-            raise RequestError(400, "top_k given both as query parameter and JSON field; use one")
+            raise RequestError(400, "top_k given both as query parameter and in the body; use one")
         if body_top_k is not None:
-            top_k = parse_top_k(body_top_k, model.num_classes, "JSON field")
+            top_k = parse_top_k(body_top_k, model.num_classes, "body field")
         elif query_top_k is None:
             top_k = 1
         logits = await batcher.submit(batch)

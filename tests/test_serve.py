@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from kcnn.export.serve import (BatcherStopped, MicroBatcher, RequestError, decode_image,
-                               instance_array, parse_json_body, parse_top_k)
+                               instance_array, parse_json_body, parse_multipart_body, parse_top_k)
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -241,6 +241,29 @@ def test_parse_json_body_limits_instances():
     assert info.value.status == 413
 
 
+def _multipart(files, data=None):
+    request = httpx.Request("POST", "http://127.0.0.1/", files=files, data=data)
+    return request.read(), request.headers["content-type"]
+
+
+def test_parse_multipart_body():
+    body, content_type = _multipart(
+        [("a", ("a.png", b"first\r\n--x", "image/png")), ("b", ("b.bin", b"second", None))],
+        {"top_k": "3", "other": "ignored"})
+    assert parse_multipart_body(body, content_type) == ([b"first\r\n--x", b"second"], "3")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    _multipart(None, {"top_k": "3"}),
+    (b"garbage", "multipart/form-data; boundary=zzz"),
+    (b"garbage", "multipart/form-data"),
+])
+def test_parse_multipart_body_rejects(body, content_type):
+    with pytest.raises(RequestError, match="multipart") as info:
+        parse_multipart_body(body, content_type)
+    assert info.value.status == 400
+
+
 @pytest.mark.parametrize("value, expected", [("3", 3), (" 10 ", 10), (1, 1)])
 def test_parse_top_k(value, expected):
     assert parse_top_k(value, 10, "query") == expected
@@ -382,6 +405,16 @@ def test_json_batch_of_pixels_and_floats(server, predictor, digits):
     for g, i in zip(got, [0, 1, 0, 1]):
         assert [t["label"] for t in g["top_k"]] == want.labels[i]
         assert g["score"] == pytest.approx(float(want.scores[i][0]), abs=1e-6)
+
+
+def test_multipart_upload(server, predictor, digits):
+    files = [("file", (f"{i}.png", _png(digits[i]), "image/png")) for i in range(2)]
+    response = httpx.post(server.url + "/v1/predict", files=files, data={"top_k": "2"})
+    assert response.status_code == 200, response.text
+    want = predictor.predict(digits[:2], top_k=2)
+    assert [[t["label"] for t in p["top_k"]] for p in response.json()["predictions"]] == want.labels
+    response = httpx.post(server.url + "/v1/predict", files={"top_k": (None, "2")})  # no file
+    assert response.status_code == 400 and "file part" in response.json()["error"]
 
 
 def test_concurrent_requests_are_batched(server, digits):
