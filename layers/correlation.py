@@ -1,0 +1,249 @@
+"""Explicit 2-D cross-correlation written with ``keras.ops`` (no convolution primitive).
+
+    Y[n, i, j, f] = Σ_a Σ_b Σ_c  Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f]
+
+where ``Xp`` is the zero-padded input, ``s`` the strides and ``d`` the dilation. Each kernel offset
+``(a, b)`` reads one strided slice of ``Xp``; the slices are multiplied by that offset's
+``(in, out)`` weight matrix and summed. Slices are gathered one kernel row at a time (or all at
+once when that im2col buffer is small), so memory stays a few input-sized buffers at most.
+
+The backward pass is written by hand (``keras.ops.custom_gradient``) so that automatic
+differentiation does not keep ``kh·kw`` input-sized slices alive for the backward pass:
+
+* the kernel gradient is, per offset, slice-transposed times the output gradient;
+* the input gradient is itself a cross-correlation: the output gradient, zero-padded by
+  ``d·(k−1)``, correlated with the spatially flipped, in/out-transposed kernel. For strides > 1
+  it is computed per stride phase (the rows ``p ≡ r mod s`` of the input gradient only see the
+  kernel rows ``r, r+s, r+2s, …``), so no zeros are ever inserted into the output gradient.
+
+All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channels_first inputs.
+"""
+
+from keras import ops
+
+# Gather all kh·kw slices at once (one matmul) only while that buffer stays below this many
+# elements; above it, one kernel row at a time (kh matmuls) bounds the transient memory.
+IM2COL_MAX_ELEMENTS = 1 << 23
+
+
+def output_length(size, kernel, stride, dilation, pad_total):
+    """Output length along one axis: floor((n + p_total − d·(k−1) − 1) / s) + 1."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def same_padding(size, kernel, stride, dilation):
+    """(before, after) zero padding that Keras/TensorFlow use for ``padding="same"``."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _slices(xp, kernel_shape, strides, dilation, out_hw, row):
+    """The kw strided slices of kernel row ``row``, each (N, Ho, Wo, C)."""
+    kh, kw = kernel_shape
+    (sh, sw), (dh, dw), (ho, wo) = strides, dilation, out_hw
+    top = row * dh
+    return [
+        xp[:, top : top + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw, :]
+        for b in range(kw)
+    ]
+
+
+def _contract(patches, kernel, groups):
+    """patches (N, Ho, Wo, P·C) · kernel (P, C/g, F) → (N, Ho, Wo, F), block-diagonal over groups."""
+    positions, cg, filters = kernel.shape
+    if groups == 1:
+        return ops.matmul(patches, ops.reshape(kernel, (positions * cg, filters)))
+    lead = ops.shape(patches)[:3]
+    patches = ops.reshape(patches, (*lead, positions, groups, cg))
+    kernel = ops.reshape(kernel, (positions, cg, groups, filters // groups))
+    out = ops.einsum("nhwpgc,pcgf->nhwgf", patches, kernel)
+    return ops.reshape(out, (*lead, filters))
+
+
+def correlate_padded(xp, kernel, strides, dilation, groups):
+    """Valid cross-correlation of an already padded channels_last input (no bias).
+
+    Args:
+        xp: (N, Hp, Wp, C) tensor.
+        kernel: (kh, kw, C // groups, F) tensor.
+        strides, dilation: (h, w) int pairs.
+        groups: number of channel groups.
+    """
+    kh, kw, cg, filters = kernel.shape
+    n, hp, wp, channels = ops.shape(xp)
+    out_hw = (
+        output_length(hp, kh, strides[0], dilation[0], 0),
+        output_length(wp, kw, strides[1], dilation[1], 0),
+    )
+    if kh * kw * channels * out_hw[0] * out_hw[1] * (n or 1) <= IM2COL_MAX_ELEMENTS:
+        patches = [s for a in range(kh) for s in _slices(xp, (kh, kw), strides, dilation, out_hw, a)]
+        patches = patches[0] if len(patches) == 1 else ops.concatenate(patches, axis=-1)
+        return _contract(patches, ops.reshape(kernel, (kh * kw, cg, filters)), groups)
+    out = None
+    for a in range(kh):
+        row = _slices(xp, (kh, kw), strides, dilation, out_hw, a)
+        row = row[0] if kw == 1 else ops.concatenate(row, axis=-1)
+        term = _contract(row, kernel[a], groups)
+        out = term if out is None else ops.add(out, term)
+    return out
+
+
+def _kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups):
+    """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f]."""
+    kh, kw, cg, filters = kernel_shape
+    out_hw = tuple(ops.shape(dy)[1:3])
+    fg = filters // groups
+    rows = []
+    for a in range(kh):
+        row = _slices(xp, (kh, kw), strides, dilation, out_hw, a)
+        row = row[0] if kw == 1 else ops.concatenate(row, axis=-1)  # (N, Ho, Wo, kw·C)
+        if groups == 1:
+            grad = ops.einsum("nhwk,nhwf->kf", row, dy)
+        else:
+            lead = ops.shape(row)[:3]
+            row = ops.reshape(row, (*lead, kw, groups, cg))
+            grad = ops.einsum("nhwbgc,nhwgf->bcgf", row, ops.reshape(dy, (*lead, groups, fg)))
+        rows.append(ops.reshape(grad, (kw, cg, filters)))
+    return ops.stack(rows, axis=0)
+
+
+def _backward_kernel(kernel, groups):
+    """Flip (kh, kw, C/g, F) spatially and swap in/out per group → (kh, kw, F/g, C)."""
+    kh, kw, cg, filters = kernel.shape
+    fg = filters // groups
+    flipped = ops.flip(kernel, axis=(0, 1))
+    flipped = ops.reshape(flipped, (kh, kw, cg, groups, fg))
+    flipped = ops.transpose(flipped, (0, 1, 4, 3, 2))
+    return ops.reshape(flipped, (kh, kw, fg, groups * cg))
+
+
+def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
+    """dXp: the output gradient correlated with the flipped, transposed kernel, per stride phase."""
+    kh, kw, cg, filters = kernel.shape
+    sh, sw = strides
+    hp, wp = padded_hw
+    ho, wo = ops.shape(dy)[1:3]
+    if sh == 1 and sw == 1:
+        ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        dyp = ops.pad(dy, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+        return correlate_padded(dyp, _backward_kernel(kernel, groups), (1, 1), dilation, groups)
+    # strides > 1 implies dilation 1 (Keras forbids both).
+    qh, qw = -(-hp // sh), -(-wp // sw)
+    n = ops.shape(dy)[0]
+    phase_rows = []
+    for rh in range(sh):
+        phases = []
+        for rw in range(sw):
+            sub = kernel[rh::sh, rw::sw]
+            th, tw = sub.shape[0], sub.shape[1]
+            if th == 0 or tw == 0:
+                phases.append(ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype))
+                continue
+            dyp = ops.pad(dy, ((0, 0), (th - 1, qh - ho), (tw - 1, qw - wo), (0, 0)))
+            phases.append(
+                correlate_padded(dyp, _backward_kernel(sub, groups), (1, 1), (1, 1), groups)
+            )
+        phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
+    interleaved = ops.stack(phase_rows, axis=2)  # (N, Qh, sh, Qw, sw, C)
+    interleaved = ops.reshape(interleaved, (n, qh * sh, qw * sw, groups * cg))
+    return interleaved[:, :hp, :wp, :]
+
+
+def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
+    """Cross-correlation of a channels_last input with explicit zero padding ``pads``.
+
+    Args:
+        x: (N, H, W, C) tensor.
+        kernel: (kh, kw, C // groups, F) tensor.
+        strides, dilation: (h, w) int pairs.
+        pads: ((top, bottom), (left, right)) zero padding.
+        groups: number of channel groups.
+        lean_backward: use the hand-written backward pass (keeps only ``x`` and ``kernel`` for
+            the gradient). When False the plain formula is traced, which every exporter and
+            higher-order autodiff understands.
+    """
+    (top, bottom), (left, right) = pads
+    spec = ((0, 0), (top, bottom), (left, right), (0, 0))
+
+    def pad(inputs):
+        return ops.pad(inputs, spec) if any(v for pair in pads for v in pair) else inputs
+
+    def forward(inputs, weights):
+        return correlate_padded(pad(inputs), weights, strides, dilation, groups)
+
+    if not lean_backward:
+        return forward(x, kernel)
+
+    @ops.custom_gradient
+    def lean(inputs, weights):
+        # PyTorch tensors say whether their gradient is wanted (not for a model's input images);
+        # TensorFlow and JAX prune unused gradients themselves.
+        input_gradient_needed = getattr(inputs, "requires_grad", True)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally.
+                (upstream,) = args
+            padded = pad(inputs)
+            dx = None
+            if input_gradient_needed:
+                hp, wp = ops.shape(padded)[1:3]
+                dxp = _input_gradient(upstream, weights, (hp, wp), strides, dilation, groups)
+                dx = dxp[:, top : top + ops.shape(inputs)[1], left : left + ops.shape(inputs)[2], :]
+            dk = _kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups)
+            return dx, ops.cast(dk, weights.dtype)
+
+        return forward(inputs, weights), grad
+
+    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that
+    # read variables unless the gradient function handles them itself.
+    return lean(x, ops.copy(kernel))
+
+
+def resolve_padding(padding, input_hw, kernel_size, strides, dilation):
+    """((top, bottom), (left, right)) for "valid", "same" or an explicit padding spec."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        return tuple(
+            same_padding(n, k, s, d) for n, k, s, d in zip(input_hw, kernel_size, strides, dilation)
+        )
+    return padding
+
+
+def padded_size(size, pads):
+    return None if size is None else size + pads[0] + pads[1]
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def standardize_explicit_padding(padding):
+    """Normalise an explicit padding spec to ((top, bottom), (left, right)), or return None.
+
+    Accepts an int ``p``, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))`` of
+    non-negative ints (lists are accepted too, as they come back from a saved config).
+    Strings are not explicit padding: returns None for them.
+    """
+    if isinstance(padding, str):
+        return None
+    error = ValueError(
+        "Invalid value for argument `padding`. Expected 'valid', 'same', a non-negative int, "
+        "a pair (pad_height, pad_width) or ((top, bottom), (left, right)). "
+        f"Received: padding={padding!r}"
+    )
+    if _is_int(padding):
+        pairs = ((padding, padding), (padding, padding))
+    elif isinstance(padding, (list, tuple)) and len(padding) == 2:
+        if all(_is_int(p) for p in padding):
+            pairs = ((padding[0], padding[0]), (padding[1], padding[1]))
+        elif all(isinstance(p, (list, tuple)) and len(p) == 2 and all(map(_is_int, p)) for p in padding):
+            pairs = tuple(tuple(p) for p in padding)
+        else:
+            raise error
+    else:
+        raise error
+    if any(v < 0 for pair in pairs for v in pair):
+        raise error
+    return pairs

@@ -1,0 +1,113 @@
+"""``CrossCorrelation2D``: a drop-in for ``keras.layers.Conv2D`` computed by the explicit formula."""
+
+import keras
+from keras import ops
+
+from kcnn.layers import correlation
+
+
+@keras.saving.register_keras_serializable(package="kcnn")
+class CrossCorrelation2D(keras.layers.Conv2D):
+    """2-D cross-correlation layer computed explicitly with ``keras.ops``.
+
+    ``Y[n, i, j, f] = Σ_a Σ_b Σ_c X[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f] + bias[f]``
+
+    It subclasses ``keras.layers.Conv2D`` and keeps its constructor, defaults, argument
+    validation and error messages, weights (``kernel`` of shape
+    ``(kh, kw, in_channels // groups, filters)`` and ``bias``), ``compute_output_shape`` and
+    config, so a model can switch between the two and keep its weights. Only ``call`` differs:
+    no convolution primitive is used, just strided slices, ``pad`` and matmul/einsum.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw). Default 1.
+        padding: ``"valid"`` (default) or ``"same"`` as in Conv2D, or explicit zero padding
+            (PyTorch / d2l style): an int ``p``, a pair ``(ph, pw)`` or
+            ``((top, bottom), (left, right))``. The output length along an axis is
+            ``floor((n + p_total − d·(k − 1) − 1) / s) + 1``.
+        data_format: ``"channels_last"`` or ``"channels_first"``; default from Keras config.
+        dilation_rate: int or (dh, dw). Cannot exceed 1 together with strides > 1.
+        groups: number of channel groups (block-diagonal kernel).
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
+
+    Training uses a hand-written backward pass (see ``kcnn.layers.correlation``) that keeps only
+    the input and kernel; inference and export trace the plain formula.
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", **kwargs):
+        explicit = correlation.standardize_explicit_padding(padding)
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid" if explicit is not None else padding,
+            **kwargs,
+        )
+        if explicit is not None:
+            self.padding = explicit
+
+    @property
+    def explicit_padding(self):
+        """True when ``padding`` is an explicit ((top, bottom), (left, right)) spec."""
+        return not isinstance(self.padding, str)
+
+    def _pads(self, spatial_shape):
+        return correlation.resolve_padding(
+            self.padding, spatial_shape, self.kernel_size, self.strides, self.dilation_rate
+        )
+
+    def compute_output_shape(self, input_shape):
+        if not self.explicit_padding:
+            return super().compute_output_shape(input_shape)
+        input_shape = tuple(input_shape)
+        channels_last = self.data_format == "channels_last"
+        spatial = input_shape[1:-1] if channels_last else input_shape[2:]
+        out = []
+        for size, pads, k, s, d in zip(
+            spatial, self.padding, self.kernel_size, self.strides, self.dilation_rate
+        ):
+            if size is None:
+                out.append(None)
+                continue
+            length = correlation.output_length(size, k, s, d, pads[0] + pads[1])
+            if length <= 0:
+                raise ValueError(
+                    "Computed output size would be zero or negative. Received "
+                    f"`inputs shape={input_shape}`, `kernel_size={self.kernel_size}`, "
+                    f"`dilation_rate={self.dilation_rate}`, `strides={self.strides}`, "
+                    f"`padding={self.padding}`."
+                )
+            out.append(length)
+        if channels_last:
+            return (input_shape[0], *out, self.filters)
+        return (input_shape[0], self.filters, *out)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.data_format == "channels_first":
+            x = ops.transpose(x, (0, 2, 3, 1))
+        pads = self._pads(tuple(ops.shape(x)[1:3]))
+        outputs = correlation.cross_correlate(
+            x,
+            self.kernel,
+            self.strides,
+            self.dilation_rate,
+            pads,
+            self.groups,
+            lean_backward=bool(training),
+        )
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)
+        if self.data_format == "channels_first":
+            outputs = ops.transpose(outputs, (0, 3, 1, 2))
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        if self.explicit_padding:
+            config["padding"] = [list(pair) for pair in self.padding]
+        return config
