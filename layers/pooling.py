@@ -11,6 +11,7 @@ zeros (`count_include_pad=True`).
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 from keras.src.backend import standardize_data_format
 from keras.src.utils import argument_validation
@@ -235,13 +236,24 @@ class AvgPool2D(_Pool2D):
         pads = self._pads(inputs)
         total = self._window_sum(self._pad(inputs, pads, 0.0))
         if self.padding == "same":
-            # Count the real elements per window: pool a map of ones (one image, one channel).
-            first = inputs[:1, :, :, :1] if self.data_format == "channels_last" else inputs[:1, :1]
-            count = self._window_sum(self._pad(ops.ones_like(first), pads, 0.0))
-            total = total / count
+            total = ops.divide(total, self._real_counts(inputs, pads))
         else:
             total = total / float(self.pool_size[0] * self.pool_size[1])
         return ops.cast(total, out_dtype)
+
+    def _real_counts(self, inputs, pads):
+        """Number of unpadded inputs in each "same" window, shaped to broadcast over the output."""
+        sizes = [inputs.shape[axis] for axis in self._spatial_axes]
+        if not all(isinstance(n, int) for n in sizes):
+            # Spatial size known only at run time: pool a map of ones (one image, one channel).
+            first = inputs[:1, :, :, :1] if self.data_format == "channels_last" else inputs[:1, :1]
+            return self._window_sum(self._pad(ops.ones_like(first), pads, 0.0))
+        per_axis = []
+        for n, k, s, (before, _) in zip(sizes, self.pool_size, self.strides, pads):
+            starts = np.arange((n + s - 1) // s) * s - before
+            per_axis.append(np.minimum(starts + k, n) - np.maximum(starts, 0))
+        counts = np.outer(*per_axis).astype("float32")
+        return counts[None, :, :, None] if self.data_format == "channels_last" else counts[None, None]
 
     def _window_sum(self, padded):
         total = None
