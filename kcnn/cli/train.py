@@ -1,0 +1,231 @@
+"""``kcnn-train``: train a kcnn model with ``model.fit``, export it to ONNX, report.
+
+With no arguments it trains LeNet (ReLU variant, Adam) on scikit-learn's bundled digits,
+offline, and writes a run folder under ``runs/``. Exit codes: 0 done, 1 training or export
+failed (one line on stderr), 2 bad usage (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import sys
+import tempfile
+
+EPILOG = """\
+examples:
+  kcnn-train                                   LeNet on the bundled digits (about a minute)
+  kcnn-train --dataset mnist --recipe d2l      d2l's LeNet recipe on MNIST
+  kcnn-train --model vgg11 --dataset fashion_mnist --image-size 96 --epochs 5
+  kcnn-train --out runs/a --resume             continue a killed run from its last epoch
+
+The run folder gets model.keras, model.onnx, history.csv, report.json, curves.png,
+confusion.png, kernels.png and config.json (backup/ holds the checkpoint until the run ends).
+"""
+
+
+class UsageError(Exception):
+    """Bad command line: exit 2 with one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UsageError(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, received {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
+    return value
+
+
+def build_parser():
+    p = _Parser(prog="kcnn-train", description=__doc__.split("\n\n")[0],
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="lenet",
+                   help="model to train: lenet, lenet-modern, alexnet, alexnet-imagenet, vgg11, "
+                        "vgg13, vgg16, vgg19 (default lenet; the modern recipe builds "
+                        "lenet-modern for it)")
+    p.add_argument("--conv", choices=("builtin", "explicit"), default="builtin",
+                   help="convolution layers: Keras Conv2D (builtin) or kcnn's explicit "
+                        "CrossCorrelation2D (default builtin)")
+    p.add_argument("--dataset", default="digits",
+                   help="digits, mnist, fashion_mnist, cifar10, npz:PATH, idx:DIR, folder:DIR or "
+                        "synthetic[:N[:HxW[xC]]] (default digits, bundled, no download)")
+    p.add_argument("--recipe", choices=("d2l", "modern"), default="modern",
+                   help="hyper-parameter preset: d2l (the book's SGD values, sigmoid LeNet) or "
+                        "modern (Adam, cosine decay, ReLU; default)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=_positive_int,
+                   help="global batch size (default: the recipe's)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default: the recipe's)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
+                   help="optimizer (default: the recipe's)")
+    p.add_argument("--image-size", type=_positive_int,
+                   help="square input side the images are resized to (default: the recipe's: "
+                        "28 for LeNet, 224 for AlexNet and VGG)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="random seed for weights, shuffling and splits; same seed on CPU, same "
+                        "metrics (default 0)")
+    p.add_argument("--out", help="run folder (default runs/<timestamp>); must be new or empty "
+                                 "unless --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default: the latest run under runs/) from "
+                        "its last finished epoch, with its saved configuration")
+    p.add_argument("--no-export", dest="export", action="store_false",
+                   help="skip the ONNX export and onnxruntime check")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="mixed_float16 compute (GPU speed-up; the output layer stays float32)")
+    p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                   help="XLA / torch.compile for the train step (auto: XLA on tensorflow and "
+                        "jax, eager on torch)")
+    p.add_argument("--steps-per-execution", type=_positive_int, default=1,
+                   help="batches per compiled call (fewer Python round trips; default 1)")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+                   help="none; mirrored = all local GPUs (or 2 CPU replicas without a GPU) with "
+                        "tf.distribute.MirroredStrategy (tensorflow) or keras.distribution."
+                        "DataParallel (jax); multiworker = MultiWorkerMirroredStrategy over the "
+                        "workers in TF_CONFIG (tensorflow)")
+    p.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a lower test loss and keep the best "
+                        "weights")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {folder}: cannot write there ({e.strerror or e})") from None
+
+
+def _latest_run(root="runs"):
+    runs = [os.path.join(root, d) for d in sorted(os.listdir(root))] if os.path.isdir(root) else []
+    runs = [r for r in runs if os.path.isfile(os.path.join(r, "config.json"))]
+    if not runs:
+        raise UsageError(f"--resume: no run to resume (no --out given and no run under {root}/)")
+    return runs[-1]
+
+
+def _out_dir(args):
+    if args.resume:
+        out = args.out or _latest_run()
+        if not os.path.isfile(os.path.join(out, "config.json")):
+            raise UsageError(f"--resume: no run to resume in {out} (config.json not found)")
+        if os.path.isfile(os.path.join(out, "report.json")) and not os.path.isdir(
+                os.path.join(out, "backup")):
+            raise UsageError(f"--resume: the run in {out} already finished (report.json exists)")
+        return out
+    out = args.out or os.path.join(
+        "runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f"))
+    if os.path.isdir(out) and os.listdir(out):
+        raise UsageError(f"--out {out}: folder is not empty (use --resume to continue a run)")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C-level stderr (TensorFlow's start-up log lines) while importing the backend."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _fail(code, message):
+    print(f"kcnn-train: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv=None):
+    """Console entry point; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        out = _out_dir(args)
+        _check_writable(out)
+    except UsageError as e:
+        return _fail(2, str(e))
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from kcnn import device, runs  # light: no backend imported yet
+
+    if args.resume:
+        try:
+            config = runs.load_config(out)
+        except runs.RunError as e:
+            return _fail(2, str(e))
+    else:
+        config = runs.RunConfig(
+            out=out, model=args.model, conv=args.conv, dataset=args.dataset, recipe=args.recipe,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+            image_size=args.image_size, seed=args.seed, export=args.export,
+            mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution, distribute=args.distribute,
+            early_stopping=args.early_stopping)
+    config.verbose = 0 if args.quiet else "auto"
+    try:
+        with _quiet_stderr():  # device set-up must precede the backend's start; TF logs at import
+            device.prepare_distribution(config.distribute)
+    except device.DistributionError as e:
+        return _fail(2, str(e))
+    with _quiet_stderr():
+        from kcnn import train
+    try:
+        report = runs.execute(config, resume=args.resume)
+    except (runs.RunError, device.DistributionError) as e:
+        return _fail(2, str(e))
+    except train.TrainingDiverged as e:
+        return _fail(1, str(e))
+    except KeyboardInterrupt:
+        return _fail(130, f"interrupted; continue with: kcnn-train --out {out} --resume")
+    except Exception as e:  # export or runtime failure: one line, not a traceback
+        if os.environ.get("KCNN_TRACEBACK"):
+            raise
+        return _fail(1, f"{type(e).__name__}: {e}".splitlines()[0])
+    if "summary_line" in report:
+        print(report["summary_line"])
+        onnx = report.get("onnx")
+        if onnx:
+            print(f"onnx: max abs diff {onnx['max_abs_diff']:.2e}, top-1 agreement "
+                  f"{onnx['top1_agreement']:.3f}")
+        print(f"run folder: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""One complete training run in a run folder — what ``kcnn-train`` does, callable from Python.
+
+:func:`execute` takes a :class:`RunConfig`, trains with :func:`kcnn.train.fit` and leaves in
+``config.out``::
+
+    config.json    the run's configuration (``--resume`` reads it back)
+    history.csv    one row per epoch (train loss/acc, test loss/acc, lr, seconds)
+    backup/        BackupAndRestore checkpoint while the run is unfinished
+    model.keras    the trained model
+    model.onnx     the ONNX export, verified against Keras in onnxruntime
+    report.json    final figures (accuracy, loss, examples/sec, device, ONNX check, ...)
+    curves.png, confusion.png, kernels.png
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+__all__ = ["RunConfig", "RunError", "execute", "load_config", "CONFIG_FILE"]
+
+CONFIG_FILE = "config.json"
+
+
+class RunError(ValueError):
+    """A run cannot start: bad configuration, data or output folder (the message says why)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; ``None`` means "the recipe's value"."""
+
+    out: str
+    model: str = "lenet"
+    conv: str = "builtin"
+    dataset: str = "digits"
+    recipe: str = "modern"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    image_size: int | None = None
+    seed: int = 0
+    export: bool = True
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
+    steps_per_execution: int = 1
+    distribute: str = "none"
+    early_stopping: int | None = None
+    verbose: str | int = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(out: str) -> RunConfig:
+    """The :class:`RunConfig` saved in run folder ``out`` (for resuming)."""
+    from kcnn.report import read_json
+
+    path = os.path.join(out, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunError(f"no run to resume in {out!r}: {CONFIG_FILE} not found")
+    try:
+        values = read_json(path)
+        fields = {f.name for f in dataclasses.fields(RunConfig)}
+        return RunConfig(**{k: v for k, v in values.items() if k in fields})
+    except (ValueError, TypeError) as e:
+        raise RunError(f"cannot resume from {path}: {e}") from None
+
+
+def _jit(value):
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def _float32_copy(model, build):
+    """A float32-policy twin of a mixed-precision model (ONNX export wants float32)."""
+    import keras
+
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        twin = build()
+    finally:
+        keras.config.set_dtype_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _first_conv_kernel(model):
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Conv2D) and layer.built:
+            return layer
+    return None
+
+
+def _export(model, config, data, out, recipe):
+    """Export ``model.onnx`` and verify it against Keras on up to 256 test images."""
+    import numpy as np
+
+    from kcnn import data as kdata
+    from kcnn import export as kexport
+    from kcnn.train import _model_input
+
+    size, channels = _model_input(model)
+    path = os.path.join(out, "model.onnx")
+    kexport.export_onnx(model, path, labels=list(data.class_names), model_name=recipe.model,
+                        conv=config.conv)
+    n = min(256, data.num_test)
+    batch = next(iter(kdata.make_dataset(data.x_test[:n], data.y_test[:n], batch_size=n,
+                                         image_size=size, channels=channels)))
+    samples = np.asarray(batch[0], dtype=np.float32)
+    figures = kexport.verify(model, path, samples, atol=1e-3)
+    return {k: (float(v) if k != "n" else int(v)) for k, v in figures.items()}
+
+
+def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
+    """Run ``config`` to the end and return the report (also written to ``report.json``).
+
+    Raises:
+        RunError: bad model/recipe/data/output folder (nothing trained).
+        kcnn.train.TrainingDiverged: the loss became NaN.
+        kcnn.device.DistributionError: the distribution is impossible here.
+    """
+    import keras
+
+    from kcnn import data as kdata
+    from kcnn import device, models, plots, recipes, train
+    from kcnn.report import write_json
+
+    started = time.perf_counter()
+    out = config.out
+    if config.model not in models.available():
+        raise RunError(f"unknown model {config.model!r}; available: {', '.join(models.available())}")
+    try:
+        recipe = recipes.get(config.recipe, config.model, epochs=config.epochs,
+                             batch_size=config.batch_size, lr=config.lr,
+                             optimizer=config.optimizer, image_size=config.image_size)
+    except (ValueError, TypeError) as e:
+        raise RunError(str(e)) from None
+    try:
+        data = kdata.load(config.dataset, seed=config.seed)
+    except ValueError as e:  # DataError is a ValueError
+        raise RunError(str(e)) from None
+
+    os.makedirs(out, exist_ok=True)
+    if not resume:
+        write_json(os.path.join(out, CONFIG_FILE), config.to_dict())
+    distribution = device.make_distribution(config.distribute)
+    device.set_mixed_precision(config.mixed_precision)
+    keras.utils.set_random_seed(config.seed)
+    channels = data.image_shape[-1]
+    input_shape = (recipe.image_size, recipe.image_size, channels)
+
+    def build():
+        return models.build(recipe.model, conv=config.conv, input_shape=input_shape,
+                            num_classes=data.num_classes, **recipe.model_kwargs)
+
+    try:
+        with distribution.scope():
+            model = build()
+    except ValueError as e:  # e.g. an image size too small for the architecture
+        raise RunError(str(e)) from None
+    if config.mixed_precision:
+        device.float32_output(model)
+
+    result = train.fit(model, data, recipe, out=out, seed=config.seed,
+                       verbose=config.verbose, jit_compile=_jit(config.jit_compile),
+                       steps_per_execution=config.steps_per_execution,
+                       early_stopping=config.early_stopping, distribution=distribution)
+    report = {
+        **result.metrics,
+        "model": recipe.model,
+        "conv": config.conv,
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        "recipe": recipe.to_dict(),
+        "seed": config.seed,
+        "mixed_precision": config.mixed_precision,
+        "jit_compile": config.jit_compile,
+        "keras_version": keras.__version__,
+    }
+    if not distribution.is_chief:  # other workers train but leave the outputs to worker 0
+        return report
+
+    model.save(os.path.join(out, "model.keras"))
+    plots.plot_curves(result.history, os.path.join(out, "curves.png"),
+                      title=f"{recipe.model} on {data.name}")
+    plots.plot_confusion(train.confusion_matrix(model, data), data.class_names,
+                         os.path.join(out, "confusion.png"))
+    kernel = _first_conv_kernel(model)
+    if kernel is not None:
+        plots.plot_kernels(kernel, os.path.join(out, "kernels.png"))
+    if config.export:
+        exportable = _float32_copy(model, build) if config.mixed_precision else model
+        report["onnx"] = _export(exportable, config, data, out, recipe)
+    report["seconds"] = time.perf_counter() - started
+    write_json(os.path.join(out, "report.json"), report)
+    report["summary_line"] = result.summary_line()
+    return report
