@@ -187,6 +187,8 @@ def load(spec: str, *, seed: int = 0, test_fraction: float = 0.2) -> ImageData:
         raise DataError(f"spec must be a non-empty string, one of {', '.join(_SPECS)}; received {spec!r}")
     if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be a number in (0, 1); received {test_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise DataError(f"seed must be an int; received {seed!r}")
     seed = int(seed)
     kind, _, arg = spec.strip().partition(":")
     kind = kind.strip().lower().replace("-", "_")
@@ -318,7 +320,8 @@ def _scan_class_folders(directory):
     if not os.path.isdir(directory):
         raise DataError(f"image folder not found: {directory}")
     classes = sorted(
-        d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))
+        d for d in os.listdir(directory)
+        if os.path.isdir(os.path.join(directory, d)) and not d.startswith(".")  # as Keras
     )
     if not classes:
         raise DataError(

@@ -300,6 +300,7 @@ def _check_folder_pixels(d, shape):
 
 def test_folder_split_by_seed(tmp_path):
     make_folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / ".ipynb_checkpoints").mkdir()  # hidden folders are not classes
     d = data.load(f"folder:{tmp_path / 'imgs'}", seed=1, test_fraction=0.2)
     assert d.class_names == ("cat", "dog", "eel")
     assert d.num_train == 12 and d.num_test == 3
@@ -508,6 +509,8 @@ def test_available_and_bad_arguments():
         data.load("digits", test_fraction=1.5)
     with pytest.raises(ValueError, match="spec must be a non-empty string"):
         data.load(None)
+    with pytest.raises(ValueError, match="seed must be an int; received 'x'"):
+        data.load("digits", seed="x")
 
 
 # --------------------------------------------------------------------------- ImageData
