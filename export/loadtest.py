@@ -32,6 +32,9 @@ def _check_positive(name: str, value, kind=int) -> None:
         raise ValueError(f"{name} must be {accepted}, received: {name}={value!r}")
 
 
+_GIVE_UP_AFTER = 3  # transport failures in a row after which a client stops (server gone)
+
+
 def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
     """``clients`` threads, each with one keep-alive connection, share a budget of requests."""
     parts = urllib.parse.urlsplit(endpoint)
@@ -52,8 +55,8 @@ def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
             return True
 
     def client():
-        connection = None
-        while take():
+        connection, failed_in_a_row = None, 0
+        while failed_in_a_row < _GIVE_UP_AFTER and take():
             t0 = time.perf_counter()
             try:
                 if connection is None:
@@ -68,7 +71,9 @@ def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
                 if connection is not None:
                     connection.close()
                 connection = None
+                failed_in_a_row += 1
                 continue
+            failed_in_a_row = 0
             elapsed = time.perf_counter() - t0
             with lock:
                 statuses[status] += 1
@@ -91,7 +96,8 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
     """Send ``requests`` POSTs of ``body`` to ``url`` + ``/v1/predict`` from ``clients`` at once.
 
     ``body`` is an image file's bytes (or a JSON payload with ``content_type="application/json"``
-    holding ``images_per_request`` instances). Stops early after ``max_seconds``. Returns a dict:
+    holding ``images_per_request`` instances). Stops early after ``max_seconds``; a client stops
+    after 3 transport failures in a row (server gone). Returns a dict:
     ``requests`` (completed), ``errors`` (non-200 answers + transport failures), ``seconds``,
     ``requests_per_s``, ``images_per_s`` (successful images per second), ``p50_ms``, ``p90_ms``,
     ``p99_ms``, ``max_ms`` (latency of successful requests), ``statuses`` and ``failures``.

@@ -505,15 +505,37 @@ def test_loadtest_against_server(server, digits):
     assert result["images_per_s"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
     with pytest.raises(ValueError, match="clients"):
         run_load(server.url, b"x", clients=0)
+    with pytest.raises(ValueError, match="url"):
+        run_load("127.0.0.1:80", b"x")
 
 
-def test_sigterm_shuts_down_cleanly(onnx_path, digits):
+def test_loadtest_gives_up_on_a_dead_server():
+    from kcnn.export.loadtest import run_load
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    result = run_load(f"http://127.0.0.1:{port}", b"x", clients=2, requests=1000, timeout=5)
+    assert result["errors"] == result["requests"] <= 6 and result["p50_ms"] is None
+
+
+def test_sigterm_shuts_down_cleanly_under_load(onnx_path, digits):
+    from kcnn.export.loadtest import run_load
+
     server = Server(onnx_path)
     response = httpx.post(server.url + "/v1/predict", content=_png(digits[0]))
     assert response.status_code == 200
+    results = []
+    load = threading.Thread(target=lambda: results.append(run_load(
+        server.url, _png(digits[1]), clients=4, requests=100000, max_seconds=30)))
+    load.start()
+    time.sleep(0.5)
     start = time.monotonic()
     assert server.stop(timeout=15) == 0
     assert time.monotonic() - start < 10
+    load.join(60)
+    (result,) = results
+    # requests in flight are answered; later ones find the server gone, none gets a 5xx
+    assert set(result["statuses"]) == {"200"} and result["statuses"]["200"] > 0
     assert "Traceback" not in server.process.stderr.read()
 
 
