@@ -423,11 +423,11 @@ def test_concurrent_requests_are_batched(server, digits):
     barrier = threading.Barrier(32, timeout=30)
 
     def call(body):
-        with httpx.Client(timeout=60) as client:
-            barrier.wait()
-            return client.post(server.url + "/v1/predict", content=body)
+        barrier.wait()
+        return client.post(server.url + "/v1/predict", content=body)
 
-    with ThreadPoolExecutor(32) as pool:
+    limits = httpx.Limits(max_connections=32)
+    with httpx.Client(timeout=60, limits=limits) as client, ThreadPoolExecutor(32) as pool:
         responses = list(pool.map(call, bodies))
     assert [r.status_code for r in responses] == [200] * 32
     labels = [r.json()["predictions"][0]["label"] for r in responses]
