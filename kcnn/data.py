@@ -120,10 +120,12 @@ class ImageData:
 
     @property
     def num_train(self) -> int:
+        """Number of training examples."""
         return len(self.x_train)
 
     @property
     def num_test(self) -> int:
+        """Number of test examples."""
         return len(self.x_test)
 
     def __repr__(self):
