@@ -70,7 +70,8 @@ def _per_channel(name, value, channels):
         value = list(value) * channels
     if len(value) != channels:
         raise ValueError(
-            f"preprocessing[{name!r}] must have 1 or {channels} values (one per channel); "
+            f"preprocessing[{name!r}] must have {'1 value' if channels == 1 else f'1 or {channels} values'} "
+            f"(one per channel); "
             f"received {len(value)}: {list(value)!r}."
         )
     return [float(v) for v in value]
