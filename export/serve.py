@@ -585,6 +585,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -611,6 +620,9 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
                      max_body_bytes=max_body_bytes, max_instances=max_instances)
     sock = _bind(host, port)
     url = _url(sock)
+    if not _is_loopback(sock.getsockname()[0]):
+        print(f"kcnn-serve: warning: listening on {url}, reachable from other machines; the server "
+              "has no authentication or TLS", file=sys.stderr, flush=True)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets=None):
@@ -675,21 +687,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ONNX image classifier over HTTP: POST /v1/predict (image file body or "
                     'JSON {"instances": [...]}), GET /v1/health, GET /v1/metadata, GET /v1/stats.')
     parser.add_argument("model", help="ONNX file written by kcnn-export")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free)")
-    parser.add_argument("--max-batch", type=_positive_int, default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--port", metavar="N", type=_port, default=8000, help="port (default 8000; 0: any free)")
+    parser.add_argument("--max-batch", metavar="N", type=_positive_int, default=DEFAULT_MAX_BATCH,
                         help=f"most images per onnxruntime call (default {DEFAULT_MAX_BATCH})")
-    parser.add_argument("--max-wait-ms", type=_wait_ms, default=DEFAULT_MAX_WAIT_MS,
+    parser.add_argument("--max-wait-ms", metavar="MS", type=_wait_ms, default=DEFAULT_MAX_WAIT_MS,
                         help="longest wait for more requests to fill a batch "
                              f"(default {DEFAULT_MAX_WAIT_MS:g} ms)")
-    parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+    parser.add_argument("--max-body-bytes", metavar="N", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body; larger ones get 413 (default "
                              f"{DEFAULT_MAX_BODY_BYTES})")
-    parser.add_argument("--max-instances", type=_positive_int, default=DEFAULT_MAX_INSTANCES,
+    parser.add_argument("--max-instances", metavar="N", type=_positive_int, default=DEFAULT_MAX_INSTANCES,
                         help="most images in one JSON request; more get 413 (default "
                              f"{DEFAULT_MAX_INSTANCES})")
-    parser.add_argument("--providers", default=None,
+    parser.add_argument("--providers", metavar="LIST", default=None,
                         help="comma-separated onnxruntime execution providers, in order of "
                              "preference (default: CUDA if it loads, else CPU)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
