@@ -70,6 +70,18 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _reduce_axis(x, axis, pool, stride, combine):
+    """Y[..., i, ...] = combine over a < pool of X[..., i·stride + a, ...] along `axis`."""
+    index = [slice(None)] * len(x.shape)
+    result = None
+    for a in range(pool):
+        # Negative stops give exactly the output length without knowing the input size.
+        index[axis] = slice(a, (a - pool + 1) or None, stride)
+        window = x[tuple(index)]
+        result = window if result is None else combine(result, window)
+    return result
+
+
 def _same_pads(size, pool, stride):
     """(before, after) padding of Keras/TensorFlow "same" pooling along one axis."""
     out = (size + stride - 1) // stride
@@ -122,17 +134,15 @@ class _Pool2D(keras.layers.Layer):
         widths[h_axis], widths[w_axis] = pads
         return ops.pad(inputs, widths, constant_values=value)
 
-    def _windows(self, padded):
-        """Yields, per pool offset (a, b), the slice X[:, a + s_h·i, b + s_w·j, :] for every output (i, j)."""
+    def _reduce_windows(self, padded, combine):
+        """Combines each pool window of `padded` with the binary `combine` (max or +).
+
+        Both reductions are separable, so the width is reduced first and then the height: a
+        pool_h × pool_w window costs pool_h + pool_w strided slices instead of pool_h · pool_w.
+        """
+        h_axis, w_axis = self._spatial_axes
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
-        for a in range(k_h):
-            rows = slice(a, (a - k_h + 1) or None, s_h)
-            for b in range(k_w):
-                cols = slice(b, (b - k_w + 1) or None, s_w)
-                if self.data_format == "channels_last":
-                    yield padded[:, rows, cols, :]
-                else:
-                    yield padded[:, :, rows, cols]
+        return _reduce_axis(_reduce_axis(padded, w_axis, k_w, s_w, combine), h_axis, k_h, s_h, combine)
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
@@ -202,20 +212,17 @@ _ARGS_DOC = """
 class MaxPool2D(_Pool2D):
     """Explicit 2-D max pooling: Y[n, i, j, c] = max_{a, b} X[n, i·s_h + a, j·s_w + b, c].
 
-    The maximum over the `pool_h · pool_w` shifted, strided slices of the padded input, built with
-    element-wise `keras.ops.where` so that the gradient of each output goes to exactly one input,
-    the first maximum of its window in row-major order (as `torch.nn.MaxPool2d` does). Padded
-    positions hold −inf, so they never win.
+    The maximum over the shifted, strided slices of the padded input (along the width, then along
+    the height), built with element-wise `keras.ops.where` so that the gradient of each output goes
+    to exactly one input: the first maximum of its window in row-major order, as in
+    `torch.nn.MaxPool2d`. Padded positions hold −inf, so they never win.
     """ + _ARGS_DOC
 
     def call(self, inputs):
         inputs = self._cast_input(inputs)
         padded = self._pad(inputs, self._pads(inputs), float("-inf"))
-        result = None
-        for window in self._windows(padded):
-            # Strict ">" keeps the first maximum on ties; `where` routes the gradient to one branch.
-            result = window if result is None else ops.where(window > result, window, result)
-        return result
+        # Strict ">" keeps the earlier maximum on ties; `where` routes the gradient to one branch.
+        return self._reduce_windows(padded, lambda best, x: ops.where(x > best, x, best))
 
 
 @keras.saving.register_keras_serializable(package="kcnn")
@@ -256,7 +263,4 @@ class AvgPool2D(_Pool2D):
         return counts[None, :, :, None] if self.data_format == "channels_last" else counts[None, None]
 
     def _window_sum(self, padded):
-        total = None
-        for window in self._windows(padded):
-            total = window if total is None else total + window
-        return total
+        return self._reduce_windows(padded, ops.add)
