@@ -407,6 +407,16 @@ def test_json_batch_of_pixels_and_floats(server, predictor, digits):
         assert g["score"] == pytest.approx(float(want.scores[i][0]), abs=1e-6)
 
 
+def test_json_sent_as_form_data_and_top_k_conflicts(server, digits):
+    body = json.dumps({"instances": [digits[0].tolist()]}).encode()
+    response = httpx.post(server.url + "/v1/predict", content=body,  # what curl -d sends
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, response.text
+    body = json.dumps({"instances": [digits[0].tolist()], "top_k": 2}).encode()
+    response = httpx.post(server.url + "/v1/predict?top_k=2", content=body)
+    assert response.status_code == 400 and "top_k" in response.json()["error"]
+
+
 def test_multipart_upload(server, predictor, digits):
     files = [("file", (f"{i}.png", _png(digits[i]), "image/png")) for i in range(2)]
     response = httpx.post(server.url + "/v1/predict", files=files, data={"top_k": "2"})
