@@ -7,6 +7,7 @@ Errors are reported as ONE line on stderr with exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -76,11 +77,27 @@ def _export_parser():
     parser.add_argument("--name", default=None, help="model name stored in the metadata")
     parser.add_argument("--triton-repo", metavar="DIR", default=None,
                         help="also write a Triton model repository DIR/<name>/1/model.onnx")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the converters' and native libraries' own log output")
     return parser
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what native libraries print straight to fd 2 (TensorFlow's oneDNN/CUDA banners
+    ignore TF_CPP_MIN_LOG_LEVEL) so that an error stays one line; ``--verbose`` keeps it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _load_keras_model(path):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
     import kcnn.layers  # noqa: F401  (registers kcnn's custom layers for deserialization)
@@ -150,7 +167,9 @@ def export_main(argv=None):
     prog = "kcnn-export"
     try:
         args = _export_parser().parse_args(argv)
-        _export(args)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with contextlib.nullcontext() if args.verbose else _native_stderr_silenced():
+            _export(args)
     except _UsageError as err:
         return _fail(prog, err)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
