@@ -1,0 +1,143 @@
+"""kcnn.train.fit: model.fit with recipes, history, resume, NaN guard, reproducibility."""
+import math
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from kcnn import data as kdata
+from kcnn import models, recipes, train
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """160 noisy 16x16 images; class k has a bright square in quadrant k (easy to learn)."""
+    rng = np.random.default_rng(0)
+    y = np.arange(160) % 4
+    x = rng.uniform(0, 60, (160, 16, 16, 1))
+    for i, k in enumerate(y):
+        r, c = divmod(int(k), 2)
+        x[i, 8 * r + 2:8 * r + 6, 8 * c + 2:8 * c + 6] += 180
+    x = x.astype(np.uint8)
+    return kdata.ImageData("quadrants", x[:128], y[:128], x[128:], y[128:], ("a", "b", "c", "d"))
+
+
+def _model(recipe, seed=0):
+    keras.utils.set_random_seed(seed)
+    return models.build(recipe.model, input_shape=(16, 16, 1), num_classes=4)
+
+
+def _recipe(**kw):
+    values = dict(epochs=2, batch_size=32, image_size=16)
+    values.update(kw)
+    return recipes.get(values.pop("recipe", "modern"), "lenet", **values)
+
+
+def test_fit_returns_history_and_metrics(tiny, tmp_path):
+    r = _recipe()
+    result = train.fit(_model(r), tiny, r, out=str(tmp_path), seed=0, verbose=0)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    for row in result.history:
+        assert {"loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds"} <= set(row)
+    # cosine decay: the second epoch starts below the peak learning rate
+    assert result.history[1]["lr"] < r.lr
+    m = result.metrics
+    assert m["epochs"] == 2 and m["num_train"] == tiny.num_train
+    assert m["test_accuracy"] == pytest.approx(result.history[-1]["test_accuracy"])
+    assert m["train_examples_per_second"] > 0 and m["backend"] == keras.backend.backend()
+    assert re.fullmatch(r"loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}, "
+                        r"\d+\.\d examples/sec on cpu", result.summary_line())
+    # history.csv holds the same rows; the backup is removed once the run finished
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+    assert not (tmp_path / "backup").exists()
+
+
+def test_fit_learns(tiny):
+    r = _recipe(epochs=5, lr=0.01)
+    result = train.fit(_model(r), tiny, r, seed=0, verbose=0, jit_compile=False)
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < losses[0] * 0.5
+    assert result.metrics["test_accuracy"] >= 0.9  # chance is 0.25
+
+
+def test_same_seed_same_metrics(tiny):
+    r = _recipe(epochs=1)
+    a = train.fit(_model(r, seed=3), tiny, r, seed=3, verbose=0, jit_compile=False).history
+    b = train.fit(_model(r, seed=3), tiny, r, seed=3, verbose=0, jit_compile=False).history
+    keys = ("loss", "accuracy", "test_loss", "test_accuracy")
+    assert [a[0][k] for k in keys] == [b[0][k] for k in keys]
+    assert a[0]["loss"] != pytest.approx(2.0)  # a real loss, not a constant
+
+
+def test_recipe_by_name_uses_the_model_name(tiny):
+    model = models.build("lenet-modern", input_shape=(16, 16, 1), num_classes=4)
+    with pytest.raises(ValueError, match="no recipe for model"):
+        train.fit(keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                                    keras.layers.Dense(4)], name="mlp"), tiny, "modern")
+    with pytest.raises(ValueError, match="model outputs 3 classes but data"):
+        train.fit(models.build("lenet", input_shape=(16, 16, 1), num_classes=3), tiny, "d2l")
+    with pytest.raises(TypeError, match="recipe must be a kcnn.recipes.Recipe"):
+        train.fit(model, tiny, 3)
+    with pytest.raises(ValueError, match="early_stopping must be None or a positive int"):
+        train.fit(model, tiny, "modern", early_stopping=0)
+    with pytest.raises(TypeError, match="data must be a kcnn.data.ImageData"):
+        train.fit(model, [1, 2], "modern")
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny):
+    r = _recipe(optimizer="sgd", schedule="constant", lr=1e30, epochs=3)  # ReLU LeNet explodes
+    with pytest.raises(train.TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, batch \d"):
+        train.fit(_model(r), tiny, r, seed=0, verbose=0, jit_compile=False)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_from_its_backup(tiny, tmp_path):
+    r = _recipe(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_model(r), tiny, r, out=str(tmp_path), seed=0, verbose=0,
+                  callbacks=[_Interrupt()], jit_compile=False)
+    assert (tmp_path / "backup").is_dir()
+    assert [row["epoch"] for row in train.read_history(tmp_path / "history.csv")] == [1]
+    result = train.fit(_model(r), tiny, r, out=str(tmp_path), seed=0, verbose=0,
+                       jit_compile=False)
+    assert result.metrics["epochs_this_run"] == 2
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert [row["epoch"] for row in train.read_history(tmp_path / "history.csv")] == [1, 2, 3]
+
+
+def test_early_stopping_restores_best_weights(tiny):
+    # Test labels shifted by one class: the better the model learns, the worse the test loss.
+    wrong = kdata.ImageData("wrong", tiny.x_train, tiny.y_train, tiny.x_test,
+                            (tiny.y_test + 1) % 4, tiny.class_names)
+    r = _recipe(epochs=8, lr=0.01)
+    result = train.fit(_model(r), wrong, r, seed=0, verbose=0, jit_compile=False,
+                       early_stopping=1)
+    assert result.metrics["stopped_early"] and result.metrics["epochs"] < 8
+    best = min(row["test_loss"] for row in result.history)
+    assert result.metrics["test_loss"] == pytest.approx(best, rel=1e-4)
+
+
+def test_confusion_matrix_counts_the_test_set(tiny):
+    r = _recipe(epochs=1)
+    model = _model(r)
+    train.fit(model, tiny, r, seed=0, verbose=0, jit_compile=False)
+    cm = train.confusion_matrix(model, tiny)
+    assert cm.shape == (4, 4) and cm.sum() == tiny.num_test
+    assert np.array_equal(cm.sum(axis=1), np.bincount(tiny.y_test, minlength=4))
+
+
+def test_make_datasets_follow_the_model_input(tiny):
+    r = _recipe(batch_size=16)
+    model = models.build("vgg11", input_shape=(32, 32, 3), width_ratio=16,
+                         hidden_units=8, num_classes=4)
+    train_ds, test_ds = train.make_datasets(model, tiny, r)
+    x, y = next(iter(train_ds))
+    assert tuple(x.shape) == (16, 32, 32, 3) and tuple(y.shape) == (16,)
+    assert math.ceil(tiny.num_test / 256) == len(list(test_ds))
