@@ -106,11 +106,7 @@ def _load_keras_model(path):
 
 
 def _export(args):
-    from kcnn.export import quantize as quant
-    from kcnn.export.onnx_export import export_onnx
-    from kcnn.export.predictor import OnnxPredictor
     from kcnn.export.samples import load_samples
-    from kcnn.export.verify import VerificationError, verify
 
     model_path, output = pathlib.Path(args.model), pathlib.Path(args.output)
     if model_path.suffix != ".keras":
@@ -120,6 +116,12 @@ def _export(args):
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"OUT must end in '.onnx'; received {str(output)!r}")
     samples = load_samples(args.verify_with, limit=args.samples) if args.verify_with else None
+    # Keras (and its backend) are imported only once the cheap checks have passed.
+    from kcnn.export import quantize as quant
+    from kcnn.export.onnx_export import export_onnx
+    from kcnn.export.predictor import OnnxPredictor
+    from kcnn.export.verify import VerificationError, verify
+
     try:
         model = _load_keras_model(str(model_path))
     except Exception as err:  # keras raises many types for corrupt/foreign files
