@@ -31,10 +31,10 @@ SHAPES = {  # model -> size -> (batch, (H, W, C))
 }
 
 
-def configs(backend):
-    """(label, jit_compile) pairs measured for ``backend``."""
+def configs(backend, tiny=False):
+    """(label, jit_compile) pairs measured for ``backend`` (tiny: the first only)."""
     if backend == "tensorflow":
-        return [("tensorflow-jit", True), ("tensorflow-nojit", False)]
+        return [("tensorflow-jit", True)] + ([] if tiny else [("tensorflow-nojit", False)])
     if backend == "jax":
         return [("jax-jit", True)]
     return [("torch-eager", False)]
@@ -104,7 +104,7 @@ def child_time(spec):
                 for fn in fns.values():  # warm-up: tracing / XLA compilation
                     fn()
                     fn()
-                number = _calls_per_group(fns["builtin"])
+                number = _calls_per_group(fns["builtin"], 0.05 if spec["size"] == "tiny" else 0.4)
                 times = {name: [] for name in fns}
                 for _ in range(spec["repeats"]):
                     for name, fn in fns.items():
@@ -137,7 +137,7 @@ def child_memory(spec):
 def _memory_rows(ctx):
     jobs = []
     for backend in ctx.backends:
-        for label, jit in configs(backend)[: 1 if ctx.tiny else None]:
+        for label, jit in configs(backend, ctx.tiny):
             for model_name in (("vgg_block",) if ctx.tiny else MODELS):
                 for variant in ("builtin", "explicit"):
                     jobs.append((backend, label, jit, model_name, variant))
@@ -181,7 +181,7 @@ def run(ctx) -> dict:
     """Time rows per backend (one child each) and memory rows (one child per variant)."""
     time_rows, errors = [], []
     for backend in ctx.backends:
-        spec = {"configs": configs(backend), "models": list(MODELS), "size": ctx.size,
+        spec = {"configs": configs(backend, ctx.tiny), "models": list(MODELS), "size": ctx.size,
                 "repeats": ctx.repeats}
         ctx.say(f"[conv] timing on {backend}")
         try:
