@@ -38,7 +38,7 @@ import time
 
 __all__ = ["SECTIONS", "SIZES", "BACKENDS", "BenchError", "Context", "run", "run_child",
            "machine_facts", "format_table", "write_results", "time_calls", "median",
-           "percentile", "peak_rss_mib", "current_backend"]
+           "percentile", "peak_rss_mib", "current_backend", "console_command"]
 
 SECTIONS = ("conv", "torch", "inference", "serving", "train")
 SIZES = ("tiny", "full")
@@ -295,3 +295,20 @@ def format_table(results: dict) -> str:
         for error in section.get("errors", []):
             out.append(f"error: {error}")
     return "\n".join(out)
+
+
+def console_command(script: str, entry: str) -> list:
+    """Command line that runs console script ``script`` of this installation.
+
+    ``entry`` is its ``module:function``; used when the script is not next to this Python (e.g.
+    a source checkout without ``pip install``).
+    """
+    import shutil
+
+    candidate = os.path.join(os.path.dirname(sys.executable), script)
+    path = candidate if os.path.isfile(candidate) else shutil.which(script)
+    if path:
+        return [path]
+    module, function = entry.split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function} as m; "
+                                  f"sys.exit(m())"]

@@ -1,0 +1,74 @@
+"""``kcnn-bench --section train``: ``kcnn-train``'s default run, explicit vs built-in conv.
+
+Runs the ``kcnn-train`` command as a user would (default: LeNet, modern recipe, bundled digits,
+ONNX export and check included) once with ``--conv builtin`` and once with ``--conv explicit``
+per backend, and reads each run's ``report.json``: test accuracy, training examples/second and
+wall time (measured around the whole command, start-up included). ``tiny`` trains one epoch and
+skips the export.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from kcnn import bench
+from kcnn.report import read_json
+
+CONVS = ("builtin", "explicit")
+
+
+def _train(ctx, backend, conv):
+    out = os.path.join(ctx.workdir, f"train-{backend}-{conv}")
+    args = ["--out", out, "--conv", conv, "--quiet", "--seed", "0"]
+    if ctx.tiny:
+        args += ["--epochs", "1", "--no-export"]
+    command = bench.console_command("kcnn-train", "kcnn.cli.train:main") + args
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=ctx.timeout)
+    except subprocess.TimeoutExpired:
+        raise bench.BenchError(f"kcnn-train on {backend} ({conv}): timed out") from None
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise bench.BenchError(f"kcnn-train on {backend} ({conv}): {lines[-1]}")
+    report = read_json(os.path.join(out, "report.json"))
+    onnx = report.get("onnx") or {}
+    return {
+        "backend": backend, "conv": conv, "dataset": report.get("dataset"),
+        "model": report.get("model"), "epochs": report.get("epochs"),
+        "test_accuracy": report.get("test_accuracy"),
+        "train_examples_per_second": report.get("train_examples_per_second"),
+        "fit_seconds": report.get("fit_seconds"), "wall_seconds": wall,
+        "onnx_top1_agreement": onnx.get("top1_agreement"),
+    }
+
+
+def run(ctx) -> dict:
+    rows, errors = [], []
+    for backend in ctx.backends:
+        pair = {}
+        for conv in CONVS:
+            ctx.say(f"[train] kcnn-train --conv {conv} on {backend}")
+            try:
+                pair[conv] = _train(ctx, backend, conv)
+            except bench.BenchError as e:
+                errors.append(str(e))
+        if "builtin" in pair and "explicit" in pair:
+            b, e = pair["builtin"], pair["explicit"]
+            e["wall_ratio"] = e["wall_seconds"] / b["wall_seconds"]
+            e["throughput_ratio"] = (e["train_examples_per_second"]
+                                     / b["train_examples_per_second"])
+            e["accuracy_change"] = e["test_accuracy"] - b["test_accuracy"]
+        rows += pair.values()
+    return {
+        "rows": rows,
+        "errors": errors,
+        "tables": [{"rows": "rows", "title": "kcnn-train default run (ratios: explicit / builtin)",
+                    "columns": ["backend", "conv", "dataset", "epochs", "test_accuracy",
+                                "accuracy_change", "train_examples_per_second",
+                                "throughput_ratio", "wall_seconds", "wall_ratio"]}],
+    }
