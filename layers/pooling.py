@@ -1,16 +1,17 @@
 """Explicit 2-D max and average pooling layers.
 
-Both layers reduce the `pool_h · pool_w` strided slices of the (padded) input with `keras.ops`
-element-wise operations; no backend pooling primitive is used. `padding` is either Keras's
+Both layers combine strided slices of the (padded) input with `keras.ops` element-wise operations
+(`where` for the maximum, `add` for the average); no backend pooling primitive is used. `padding` is either Keras's
 `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` / `AveragePooling2D`, where
 `"same"` average pooling divides by the number of real, unpadded elements in each window) or explicit
 zero padding as in `torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or
-`((top, bottom), (left, right))`; max pooling then pads with −inf and average pooling counts the padded
-zeros (`count_include_pad=True`).
+`((top, bottom), (left, right))`; max pooling then pads with −inf (in practice the lowest finite
+value of the dtype) and average pooling counts the padded zeros (`count_include_pad=True`).
 """
 import numbers
 
 import keras
+import ml_dtypes
 import numpy as np
 from keras import ops
 from keras.src.backend import standardize_data_format
@@ -82,6 +83,25 @@ def _reduce_axis(x, axis, pool, stride, combine):
     return result
 
 
+def _lowest(dtype):
+    """The most negative finite value of a float dtype: the padding of max pooling.
+
+    It acts as −inf (every window holds at least one real input, which is ≥ it), but stays finite
+    because ONNX converters such as tf2onnx lower `where(c, x, y)` to c·x + (1 − c)·y, and
+    0 · −inf is NaN.
+    """
+    return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
+
+
+def _size(x, axis):
+    """The static size of `x` along `axis`, or a scalar tensor when it is only known at run time."""
+    size = x.shape[axis]
+    if size is None:
+        return ops.shape(x)[axis]
+    # int(): torch.jit tracing (used by ONNX export) reports sizes as 0-d tensors.
+    return int(size)
+
+
 def _same_pads(size, pool, stride):
     """(before, after) padding of Keras/TensorFlow "same" pooling along one axis."""
     out = (size + stride - 1) // stride
@@ -119,9 +139,8 @@ class _Pool2D(keras.layers.Layer):
         if self.padding == "valid":
             return ((0, 0), (0, 0))
         if self.padding == "same":
-            shape = ops.shape(inputs)
             return tuple(
-                _same_pads(shape[axis], k, s)
+                _same_pads(_size(inputs, axis), k, s)
                 for axis, k, s in zip(self._spatial_axes, self.pool_size, self.strides)
             )
         return self.padding
@@ -215,12 +234,13 @@ class MaxPool2D(_Pool2D):
     The maximum over the shifted, strided slices of the padded input (along the width, then along
     the height), built with element-wise `keras.ops.where` so that the gradient of each output goes
     to exactly one input: the first maximum of its window in row-major order, as in
-    `torch.nn.MaxPool2d`. Padded positions hold −inf, so they never win.
+    `torch.nn.MaxPool2d`. Padded positions hold the lowest finite value of the dtype (−inf in effect),
+    so they never win.
     """ + _ARGS_DOC
 
     def call(self, inputs):
         inputs = self._cast_input(inputs)
-        padded = self._pad(inputs, self._pads(inputs), float("-inf"))
+        padded = self._pad(inputs, self._pads(inputs), _lowest(inputs.dtype))
         # Strict ">" keeps the earlier maximum on ties; `where` routes the gradient to one branch.
         return self._reduce_windows(padded, lambda best, x: ops.where(x > best, x, best))
 
@@ -250,7 +270,7 @@ class AvgPool2D(_Pool2D):
 
     def _real_counts(self, inputs, pads):
         """Number of unpadded inputs in each "same" window, shaped to broadcast over the output."""
-        sizes = [inputs.shape[axis] for axis in self._spatial_axes]
+        sizes = [_size(inputs, axis) for axis in self._spatial_axes]
         if not all(isinstance(n, int) for n in sizes):
             # Spatial size known only at run time: pool a map of ones (one image, one channel).
             first = inputs[:1, :, :, :1] if self.data_format == "channels_last" else inputs[:1, :1]

@@ -405,6 +405,27 @@ def test_registered_names():
     assert keras.saving.get_registered_name(AvgPool2D) == "kcnn>AvgPool2D"
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND == "jax", reason="Keras's JAX ONNX route takes about a minute here; "
+                    "the same graph exports from TensorFlow and torch")
+def test_onnx_export_matches(rng, tmp_path):
+    # Guards the padding value of max pooling: tf2onnx lowers `where` to c·x + (1 − c)·y, so a
+    # −inf padding would turn every padded window into NaN.
+    ort = pytest.importorskip("onnxruntime")
+    inputs = keras.Input((9, 8, 2))
+    h = MaxPool2D(3, 1, padding=1)(inputs)
+    h = MaxPool2D(3, 2, "same")(h)
+    h = AvgPool2D(3, 2, "same")(h)
+    model = keras.Model(inputs, AvgPool2D(2, padding=1)(h))
+    x = rng.normal(size=(3, 9, 8, 2)).astype("float32")
+    expected = to_numpy(model(x))
+    path = str(tmp_path / "pool.onnx")
+    model.export(path, format="onnx", verbose=False)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (result,) = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- argument validation
 
 @pytest.mark.parametrize("layer_cls", [MaxPool2D, AvgPool2D])
