@@ -144,6 +144,7 @@ def test_cli_subprocess_table():
     assert "Total params: 61,706" in result.stdout
     assert "Total MACs: 416,520" in result.stdout
     assert "CrossCorrelation2D" in result.stdout
+    assert "cuda" not in result.stderr.lower()  # backend start-up banners are hidden
 
 
 def test_cli_subprocess_usage_error():
