@@ -1,0 +1,182 @@
+"""kcnn-bench: helpers, CLI usage errors, and each section once at the tiny size (no timing
+assertions: figures only have to be present, finite and consistent)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kcnn import bench
+from kcnn.cli import bench as cli
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def test_median_and_percentile():
+    assert bench.median([3, 1, 2]) == 2
+    assert bench.percentile([5], 99) == 5
+    assert bench.percentile([0, 10], 50) == 5
+    assert bench.percentile(list(range(101)), 99) == pytest.approx(99)
+    assert bench.percentile([4, 1, 3, 2], 0) == 1 and bench.percentile([4, 1, 3, 2], 100) == 4
+
+
+def test_time_calls_counts_warmup_and_groups():
+    calls = []
+    times = bench.time_calls(lambda: calls.append(1), warmup=2, repeats=3, number=4)
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert len(calls) == 2 + 3 * 4
+
+
+def test_machine_facts():
+    facts = bench.machine_facts()
+    for key in ("date", "cpu", "cores", "usable_cores", "load_average", "python", "versions"):
+        assert key in facts
+    assert facts["cores"] >= 1 and facts["cpu"]
+    assert {"keras", "numpy", "kcnn"} <= set(facts["versions"])
+    assert facts["default_backend"] in bench.BACKENDS
+
+
+def test_peak_rss_grows_with_allocation():
+    before = bench.peak_rss_mib()
+    block = bytearray(64 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    assert bench.peak_rss_mib() >= before + 32
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sections": ["nope"]}, "sections"),
+    ({"size": "huge"}, "size"),
+    ({"repeats": 0}, "repeats"),
+    ({"backends": ["theano"]}, "backends"),
+])
+def test_run_rejects_bad_arguments(kwargs, match):
+    args = {"sections": ["conv"], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        bench.run(args.pop("sections"), **args)
+
+
+def test_format_table_shows_rows_and_errors():
+    results = {"size": "tiny", "machine": bench.machine_facts(), "sections": {
+        "conv": {"seconds": 1.0, "rows": [{"a": 1.5, "b": True}], "errors": ["child died"],
+                 "tables": [{"rows": "rows", "columns": ["a", "b"], "title": "T"}]},
+        "torch": {"seconds": 0.5, "error": "boom"},
+    }}
+    text = bench.format_table(results)
+    assert "== conv" in text and "T" in text and "1.5" in text and "yes" in text
+    assert "error: child died" in text and "error: boom" in text
+
+
+def test_write_results_is_atomic_json(tmp_path):
+    path = tmp_path / "r.json"
+    bench.write_results(path, {"x": float("nan"), "y": [1, 2]})
+    assert json.loads(path.read_text()) == {"x": None, "y": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_run_child_reports_failure():
+    with pytest.raises(bench.BenchError, match="conv:nothing"):
+        bench.run_child("conv:nothing", {}, backend=bench.current_backend(), timeout=120)
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+def _cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-c", "import sys; from kcnn.cli.bench import main; "
+                           "sys.exit(main())", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.parametrize("args", [
+    ["--section", "gpu"],
+    ["--size", "huge"],
+    ["--repeats", "0"],
+    ["--backends", "theano"],
+    ["--out", "/nonexistent-folder/results.json"],
+])
+def test_cli_usage_errors(args):
+    proc = _cli(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kcnn-bench: error:")
+
+
+def test_cli_help():
+    assert cli.build_parser().format_help().count("--section") >= 1
+    proc = _cli("--help")
+    assert proc.returncode == 0 and "serving" in proc.stdout
+
+
+# ----------------------------------------------------------------------------------- sections
+
+def _finite(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
+def _check_conv(section):
+    assert {(r["model"], r["mode"]) for r in section["time"]} == {
+        ("lenet", "train"), ("lenet", "forward"), ("vgg_block", "train"), ("vgg_block", "forward")}
+    for row in section["time"]:
+        assert _finite(row["builtin_ms"]) and _finite(row["explicit_ms"])
+        assert row["ratio"] == pytest.approx(row["explicit_ms"] / row["builtin_ms"])
+    assert {r["mode"] for r in section["memory"]} == {"train", "forward"}
+    for row in section["memory"]:
+        assert row["builtin_peak_mib"] > 50 and row["explicit_peak_mib"] > 50
+        assert row["ratio"] == pytest.approx(row["explicit_peak_mib"] / row["builtin_peak_mib"])
+
+
+def _check_torch(section):
+    assert section["reference"]["examples_per_second"] > 0
+    (row,) = section["rows"]
+    assert row["variant"] == "default" and row["examples_per_second"] > 0
+    assert row["ratio"] == pytest.approx(
+        row["examples_per_second"] / section["reference"]["examples_per_second"])
+
+
+def _check_inference(section):
+    assert {(r["model"], r["method"]) for r in section["rows"]} == {
+        (m, k) for m in ("lenet", "alexnet", "vgg11") for k in ("onnxruntime", "predict", "call")}
+    for row in section["rows"]:
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
+        if row["method"] == "onnxruntime":
+            assert row["ort_latency_speedup"] == 1 and row["throughput_vs_ort"] == 1
+    assert len(section["targets"]) == 2
+
+
+def _check_serving(section):
+    (row,) = section["rows"]
+    assert row["requests"] == 300 and row["errors"] == 0
+    assert row["images_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    assert section["statuses"] == {"200": 300}
+
+
+def _check_train(section):
+    assert [r["conv"] for r in section["rows"]] == ["builtin", "explicit"]
+    for row in section["rows"]:
+        assert 0 <= row["test_accuracy"] <= 1 and row["epochs"] == 1
+        assert row["wall_seconds"] > 0 and row["train_examples_per_second"] > 0
+    assert "wall_ratio" in section["rows"][1]
+
+
+@pytest.mark.parametrize("section, check", [
+    ("conv", _check_conv),
+    ("torch", _check_torch),
+    pytest.param("inference", _check_inference, marks=pytest.mark.slow),
+    pytest.param("serving", _check_serving, marks=pytest.mark.slow),
+    pytest.param("train", _check_train, marks=pytest.mark.slow),
+])
+def test_section_tiny_writes_json(tmp_path, section, check):
+    out = tmp_path / f"{section}.json"
+    proc = _cli("--section", section, "--size", "tiny", "--repeats", "2", "--backends",
+                "current", "--quiet", "--out", str(out), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"== {section}" in proc.stdout
+    results = json.loads(out.read_text())
+    assert results["size"] == "tiny" and results["repeats"] == 2
+    assert results["backends"] == [bench.current_backend()]
+    assert {"cpu", "cores", "date", "versions", "load_average"} <= set(results["machine"])
+    data = results["sections"][section]
+    assert "error" not in data and not data.get("errors"), data
+    assert data["seconds"] > 0
+    check(data)
