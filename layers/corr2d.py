@@ -1,4 +1,4 @@
-"""`corr2d`: the 2-D valid cross-correlation of one array with one kernel, written out explicitly."""
+"""`corr2d`: the 2-D valid cross-correlation of one array with one kernel, written explicitly."""
 import keras
 from keras import ops
 
@@ -69,7 +69,7 @@ def corr2d(x, kernel):
     y = None
     for a in range(k_h):
         for b in range(k_w):
-            # X[a : a + out_h, b : b + out_w], written with negative stops so no static size is needed.
+            # X[a : a + out_h, b : b + out_w]; negative stops need no static size.
             window = x[a : (a - k_h + 1) or None, b : (b - k_w + 1) or None]
             term = window * kernel[a, b]
             y = term if y is None else y + term

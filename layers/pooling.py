@@ -1,10 +1,10 @@
 """Explicit 2-D max and average pooling layers.
 
-Both layers combine strided slices of the (padded) input with `keras.ops` element-wise operations
-(`where` for the maximum, `add` for the average); no backend pooling primitive is used. `padding` is either Keras's
-`"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` / `AveragePooling2D`, where
-`"same"` average pooling divides by the number of real, unpadded elements in each window) or explicit
-zero padding as in `torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or
+Both layers combine strided slices of the (padded) input with `keras.ops` element-wise
+operations (`where` for the maximum, `add` for the average); no backend pooling primitive is used.
+`padding` is either Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
+`AveragePooling2D`, where `"same"` average pooling divides by the number of real, unpadded
+elements in each window) or explicit zero padding as in `torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or
 `((top, bottom), (left, right))`; max pooling then pads with −inf (in practice the lowest finite
 value of the dtype) and average pooling counts the padded zeros (`count_include_pad=True`).
 """
@@ -94,7 +94,7 @@ def _lowest(dtype):
 
 
 def _size(x, axis):
-    """The static size of `x` along `axis`, or a scalar tensor when it is only known at run time."""
+    """The static size of `x` along `axis`, or a scalar tensor if it is known only at run time."""
     size = x.shape[axis]
     if size is None:
         return ops.shape(x)[axis]
@@ -161,7 +161,8 @@ class _Pool2D(keras.layers.Layer):
         """
         h_axis, w_axis = self._spatial_axes
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
-        return _reduce_axis(_reduce_axis(padded, w_axis, k_w, s_w, combine), h_axis, k_h, s_h, combine)
+        rows = _reduce_axis(padded, w_axis, k_w, s_w, combine)
+        return _reduce_axis(rows, h_axis, k_h, s_h, combine)
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
@@ -184,11 +185,11 @@ class _Pool2D(keras.layers.Layer):
                 continue
             padded = n if self.padding == "valid" else n + sum(self.padding[i])
             if padded < k:
+                after = "" if padded == n else f" ({padded} after padding)"
                 raise ValueError(
                     f"`pool_size`={self.pool_size} is larger than the padded input of layer "
-                    f"'{self.name}': spatial axis {axis} has size {n}"
-                    + ("" if self.padding == "valid" else f" ({padded} after padding={self.padding})")
-                    + f". Received input_shape={input_shape}, padding={self.padding!r}."
+                    f"'{self.name}': spatial axis {axis} has size {n}{after}. "
+                    f"Received input_shape={input_shape}, padding={self.padding!r}."
                 )
             out[axis] = (padded - k) // s + 1
         return tuple(out)
@@ -234,8 +235,8 @@ class MaxPool2D(_Pool2D):
     The maximum over the shifted, strided slices of the padded input (along the width, then along
     the height), built with element-wise `keras.ops.where` so that the gradient of each output goes
     to exactly one input: the first maximum of its window in row-major order, as in
-    `torch.nn.MaxPool2d`. Padded positions hold the lowest finite value of the dtype (−inf in effect),
-    so they never win.
+    `torch.nn.MaxPool2d`. Padded positions hold the lowest finite value of the dtype (−inf in
+    effect), so they never win.
     """ + _ARGS_DOC
 
     def call(self, inputs):
@@ -247,7 +248,7 @@ class MaxPool2D(_Pool2D):
 
 @keras.saving.register_keras_serializable(package="kcnn")
 class AvgPool2D(_Pool2D):
-    """Explicit 2-D average pooling: Y[n, i, j, c] = Σ_{a, b} X[n, i·s_h + a, j·s_w + b, c] / count.
+    """Explicit 2-D average pooling: Y[n, i, j, c] = Σ_{a,b} X[n, i·s_h + a, j·s_w + b, c] / count.
 
     `count` is `pool_h · pool_w` for `"valid"` and explicit padding (padded zeros count, as
     `torch.nn.AvgPool2d(count_include_pad=True)`), and the number of unpadded elements in the
@@ -280,7 +281,9 @@ class AvgPool2D(_Pool2D):
             starts = np.arange((n + s - 1) // s) * s - before
             per_axis.append(np.minimum(starts + k, n) - np.maximum(starts, 0))
         counts = np.outer(*per_axis).astype("float32")
-        return counts[None, :, :, None] if self.data_format == "channels_last" else counts[None, None]
+        if self.data_format == "channels_last":
+            return counts[None, :, :, None]
+        return counts[None, None]
 
     def _window_sum(self, padded):
         return self._reduce_windows(padded, ops.add)

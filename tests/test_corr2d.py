@@ -64,7 +64,7 @@ def test_matches_numpy_loop(rng, x_shape, k_shape):
 
 
 def test_is_not_a_convolution(rng):
-    # Cross-correlation does not flip the kernel: for an asymmetric kernel it differs from convolution.
+    # Cross-correlation does not flip the kernel: with an asymmetric kernel it is not a convolution.
     x = rng.normal(size=(4, 5)).astype("float32")
     k = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
     y = ops.convert_to_numpy(corr2d(x, k))
@@ -95,7 +95,9 @@ def test_non_2d_arguments_raise(x, kernel, argument):
     assert "shape" in str(info.value)
 
 
-@pytest.mark.parametrize("x_shape, k_shape", [((3, 3), (4, 2)), ((3, 3), (2, 4)), ((2, 5), (3, 6))])
+@pytest.mark.parametrize(
+    "x_shape, k_shape", [((3, 3), (4, 2)), ((3, 3), (2, 4)), ((2, 5), (3, 6))]
+)
 def test_kernel_larger_than_input_raises(x_shape, k_shape):
     with pytest.raises(ValueError, match="no larger than `x`") as info:
         corr2d(np.zeros(x_shape), np.ones(k_shape))
