@@ -204,6 +204,8 @@ def main(argv=None):
     except device.DistributionError as e:
         return _fail(2, str(e))
     with _quiet_stderr():
+        import tensorflow  # noqa: F401  (tf.data pipelines on every backend; logs at import)
+
         from kcnn import train
     try:
         report = runs.execute(config, resume=args.resume)

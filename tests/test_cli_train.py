@@ -1,0 +1,300 @@
+"""kcnn-train as a subprocess: bad usage, every data-set kind end to end, resume after SIGKILL,
+NaN, distribution (mirrored, multiworker) and the default command's accuracy."""
+import gzip
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+SUMMARY = re.compile(r"loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}, "
+                     r"\d+\.\d examples/sec on \S.*")
+TINY = ["--epochs", "1", "--batch-size", "32", "--image-size", "16", "--quiet"]
+
+
+def _command():
+    script = os.path.join(os.path.dirname(sys.executable), "kcnn-train")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.cli.train"]
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=BACKEND)
+    env.update(extra)
+    return env
+
+
+def run(args, *, cwd=None, env=None, timeout=300):
+    return subprocess.run(_command() + list(args), cwd=cwd, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, code, fragment):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kcnn-train: error: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_documents_every_option():
+    proc = run(["--help"])
+    assert proc.returncode == 0
+    for option in ("--model", "--conv", "--dataset", "--recipe", "--epochs", "--batch-size",
+                   "--lr", "--optimizer", "--seed", "--out", "--resume", "--no-export",
+                   "--mixed-precision", "--jit-compile", "--distribute", "--image-size",
+                   "--early-stopping", "--steps-per-execution"):
+        assert option in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--epochs", "0"], "--epochs: expected a positive integer, received '0'"),
+        (["--lr", "-1"], "--lr: expected a positive finite number, received '-1'"),
+        (["--batch-size", "x"], "--batch-size: expected a positive integer, received 'x'"),
+        (["--seed", "-3"], "--seed: expected a non-negative integer"),
+        (["--recipe", "fast"], "--recipe: invalid choice: 'fast'"),
+        (["--conv", "fft"], "--conv: invalid choice"),
+        (["--distribute", "ring"], "--distribute: invalid choice"),
+        (["--colour"], "unrecognized arguments: --colour"),
+        (["--resume"], "--resume: no run to resume"),
+        (["--resume", "--out", "nowhere"], "--resume: no run to resume in nowhere"),
+        (["--out", "full"], "--out full: folder is not empty"),
+        (["--out", "afile/run"], "--out afile/run: cannot write there"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(tmp_path, args, fragment):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    (tmp_path / "afile").write_text("not a folder")
+    assert_one_line_error(run(args, cwd=tmp_path), 2, fragment)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--model", "resnet"], "unknown model 'resnet'; available: alexnet"),
+        (["--dataset", "imagenet"], "unknown data set spec 'imagenet'"),
+        (["--dataset", "npz:missing.npz"], "missing.npz"),
+    ],
+)
+def test_bad_names_exit_2_with_one_line(tmp_path, args, fragment):
+    assert_one_line_error(run(args + ["--out", "r"], cwd=tmp_path), 2, fragment)
+
+
+def test_distribution_on_torch_is_refused(tmp_path):
+    proc = run(["--distribute", "mirrored", "--out", "r"], cwd=tmp_path,
+               env=_env(KERAS_BACKEND="torch"))
+    assert_one_line_error(proc, 2, "not supported on the torch backend")
+
+
+def test_nan_loss_exits_1_with_one_line(tmp_path):
+    proc = run(["--dataset", "synthetic:200:16x16", "--optimizer", "sgd", "--lr", "1e30",
+                "--out", "r", *TINY], cwd=tmp_path)
+    assert_one_line_error(proc, 1, "training diverged: loss became")
+
+
+# ------------------------------------------------------------------------- data-set kinds
+def _arrays(rng, n_train=48, n_test=16, shape=(16, 16)):
+    return {
+        "x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "y_train": np.arange(n_train) % 4,
+        "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "y_test": np.arange(n_test) % 4,
+    }
+
+
+def _write_idx(folder, a, gz):
+    folder.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if gz else open
+    suffix = ".gz" if gz else ""
+    for prefix, split in (("train", "train"), ("t10k", "test")):
+        x, y = a[f"x_{split}"], a[f"y_{split}"].astype(np.uint8)
+        with opener(folder / f"{prefix}-images-idx3-ubyte{suffix}", "wb") as f:
+            f.write(struct.pack(">IIII", 2051, *x.shape) + x.tobytes())
+        with opener(folder / f"{prefix}-labels-idx1-ubyte{suffix}", "wb") as f:
+            f.write(struct.pack(">II", 2049, len(y)) + y.tobytes())
+
+
+def _prepare(kind, tmp_path, rng):
+    """Write a tiny data set of ``kind``; return (--dataset spec, extra env, classes)."""
+    if kind == "npz":
+        np.savez(tmp_path / "tiny.npz", **_arrays(rng))
+        return f"npz:{tmp_path / 'tiny.npz'}", {}, 4
+    if kind == "idx":
+        _write_idx(tmp_path / "idx", _arrays(rng), gz=False)
+        return f"idx:{tmp_path / 'idx'}", {}, 4
+    if kind == "folder":
+        from PIL import Image
+
+        for split in ("train", "test"):
+            for label in ("cat", "dog"):
+                (tmp_path / "imgs" / split / label).mkdir(parents=True)
+                for i in range(6 if split == "train" else 2):
+                    pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(tmp_path / "imgs" / split / label / f"{i}.png")
+        return f"folder:{tmp_path / 'imgs'}", {}, 2
+    if kind == "fashion_mnist":  # the real keras.datasets loader, reading a prepared cache
+        a = _arrays(rng, 40, 10, (28, 28))
+        a["y_train"], a["y_test"] = np.arange(40) % 10, np.arange(10) % 10
+        _write_idx(tmp_path / "home" / "datasets" / "fashion-mnist", a, gz=True)
+        return "fashion_mnist", {"KERAS_HOME": str(tmp_path / "home")}, 10
+    if kind == "digits":
+        return "digits", {}, 10
+    return "synthetic:120:16x16", {}, 10
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "npz", "idx", "folder", "fashion_mnist", "digits"])
+def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
+    spec, env, classes = _prepare(kind, tmp_path, rng)
+    export = kind in ("synthetic", "folder")  # one gray, one RGB export keep the suite short
+    args = ["--dataset", spec, "--out", "run", "--epochs", "1", "--batch-size", "32",
+            "--image-size", "16"] + ([] if export else ["--no-export"])
+    proc = run(args, cwd=tmp_path, env=_env(**env))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "step - accuracy: " in proc.stdout and "val_accuracy: " in proc.stdout  # progress bar
+    summary = [line for line in proc.stdout.splitlines() if SUMMARY.fullmatch(line)]
+    assert len(summary) == 1, proc.stdout
+    out = tmp_path / "run"
+    expected = {"model.keras", "history.csv", "report.json", "config.json", "curves.png",
+                "confusion.png", "kernels.png"} | ({"model.onnx"} if export else set())
+    assert expected <= set(os.listdir(out))
+    assert not (out / "backup").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["backend"] == BACKEND and report["device"] == "cpu"
+    assert report["model"] == "lenet-modern" and report["conv"] == "builtin"
+    assert report["recipe"]["name"] == "modern" and report["recipe"]["image_size"] == 16
+    assert report["dataset"].startswith(spec.split(":")[0])
+    assert len(report["class_names"]) == classes
+    assert 0 <= report["test_accuracy"] <= 1 and 0 <= report["train_accuracy"] <= 1
+    assert report["test_loss"] > 0 and report["train_loss"] > 0
+    assert report["train_examples_per_second"] > 0 and report["seconds"] > 0
+    assert f"{report['test_accuracy']:.3f}" in summary[0]
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,loss,accuracy,test_loss,test_accuracy") and len(history) == 2
+    if export:
+        assert report["onnx"]["max_abs_diff"] < 1e-3 and report["onnx"]["top1_agreement"] == 1.0
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        channels = 3 if kind == "folder" else 1
+        logits = session.run(None, {"images": np.zeros((2, 16, 16, channels), np.float32)})[0]
+        assert logits.shape == (2, classes)
+    else:
+        assert "onnx" not in report
+
+
+def test_explicit_conv_and_mixed_precision(tmp_path):
+    proc = run(["--dataset", "synthetic:120:16x16", "--conv", "explicit", "--mixed-precision",
+                "--recipe", "d2l", "--out", "run", *TINY], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["conv"] == "explicit" and report["model"] == "lenet"
+    assert report["dtype_policy"] == "mixed_float16" and report["mixed_precision"] is True
+    assert report["recipe"]["optimizer"] == "sgd" and report["recipe"]["lr"] == 0.9
+    assert report["onnx"]["top1_agreement"] == 1.0
+
+
+# ------------------------------------------------------------------------- resume
+def test_resume_after_sigkill_completes_every_epoch_once(tmp_path):
+    epochs = 5
+    args = ["--dataset", "synthetic:1500:28x28", "--epochs", str(epochs), "--batch-size", "16",
+            "--jit-compile", "off", "--no-export", "--quiet", "--out", "run"]
+    proc = subprocess.Popen(_command() + args, cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    try:
+        deadline = time.monotonic() + 240
+        while not metadata.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metadata.exists(), "the first epoch's checkpoint never appeared"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "run" / "report.json").exists()
+    done_before = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= done_before < epochs
+
+    resumed = run(["--resume", "--out", "run", "--quiet"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["epochs"] == epochs
+    assert report["epochs_this_run"] == epochs - done_before
+    rows = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, epochs + 1))
+    again = run(["--resume", "--out", "run"], cwd=tmp_path)
+    assert_one_line_error(again, 2, "already finished")
+
+
+# ------------------------------------------------------------------------- distribution
+@pytest.mark.skipif(BACKEND == "torch", reason="no mirrored distribution on torch (refusal tested)")
+def test_mirrored_on_two_cpu_replicas(tmp_path):
+    proc = run(["--dataset", "synthetic:120:16x16", "--distribute", "mirrored", "--no-export",
+                "--out", "run", *TINY], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["distribute"] == "mirrored" and report["replicas"] == 2
+    assert report["device"] == "2x cpu"
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="MultiWorkerMirroredStrategy (TF_CONFIG) exists on the tensorflow "
+                           "backend only")
+def test_multiworker_with_two_local_workers(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers},
+                                "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            _command() + ["--dataset", "synthetic:128:16x16", "--distribute", "multiworker",
+                          "--no-export", "--out", f"worker{index}", *TINY],
+            cwd=tmp_path, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    report = json.loads((tmp_path / "worker0" / "report.json").read_text())
+    assert report["distribute"] == "multiworker" and report["replicas"] == 2
+    assert not (tmp_path / "worker1" / "report.json").exists()  # only the chief reports
+
+
+# ------------------------------------------------------------------------- the default command
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="the default command's accuracy run is checked once, on the "
+                           "tensorflow backend, to save CI time")
+def test_default_command_reaches_97_percent_on_digits(tmp_path):
+    proc = run([], cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    runs = os.listdir(tmp_path / "runs")
+    assert len(runs) == 1
+    report = json.loads((tmp_path / "runs" / runs[0] / "report.json").read_text())
+    assert report["dataset"] == "digits" and report["model"] == "lenet-modern"
+    assert report["test_accuracy"] >= 0.97
+    assert report["onnx"]["max_abs_diff"] < 1e-4 and report["onnx"]["top1_agreement"] == 1.0
+    last = proc.stdout.strip().splitlines()
+    assert any(SUMMARY.fullmatch(line) and line.endswith("on cpu") for line in last)
