@@ -39,14 +39,22 @@ def load_samples(spec, *, limit=256, seed=0):
         if not path.is_file():
             raise FileNotFoundError(f"samples file not found: {str(path)!r}")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if "x_test" not in data:
-                    raise ValueError(
-                        f"{str(path)!r} has no 'x_test' array; it has {sorted(data.files)}.")
+            data = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"cannot read {str(path)!r} as an .npz file of arrays "
+                             f"(pickled objects are refused): {err}") from None
+        if not hasattr(data, "files"):  # a bare .npy array saved under an .npz name
+            raise ValueError(f"{str(path)!r} holds a single array, not an .npz archive with "
+                             f"'x_test'.")
+        with data:
+            if "x_test" not in data.files:
+                raise ValueError(
+                    f"{str(path)!r} has no 'x_test' array; it has {sorted(data.files)}.")
+            try:
                 x = data["x_test"]
-                y = data["y_test"] if "y_test" in data else None
-        except (OSError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"cannot read {str(path)!r} as an .npz file: {err}") from None
+                y = data["y_test"] if "y_test" in data.files else None
+            except ValueError as err:  # object arrays need pickle, which is refused
+                raise ValueError(f"cannot read {str(path)!r}: {err}") from None
         if len(x) == 0:
             raise ValueError(f"{str(path)!r} has an empty 'x_test'.")
         if y is not None and len(y) != len(x):

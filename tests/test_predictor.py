@@ -229,3 +229,16 @@ def test_bad_files(gray, tmp_path):
     with pytest.raises(InvalidModelError, match="not a file"):
         OnnxPredictor(tmp_path)
     assert issubclass(InvalidModelError, ValueError)
+
+
+def test_corrupt_metadata_is_reported(gray, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(gray[1]))
+    for prop in proto.metadata_props:
+        if prop.key == "kcnn.labels":
+            prop.value = "[not json"
+    path = tmp_path / "meta.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(InvalidModelError, match=r"meta.onnx.*kcnn.labels.*not valid JSON"):
+        OnnxPredictor(path)
