@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -49,18 +50,20 @@ def child_export(spec):
 
 def _wait_for_url(proc, timeout):
     """Read the server's stdout until its ``serving PATH on URL`` line; return the URL."""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     deadline = time.monotonic() + timeout
     seen = []
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen.append(line.strip())
-            if line.startswith("serving ") and " on http" in line:
-                return line.rsplit(" on ", 1)[1].strip()
-    err = proc.stderr.read() if proc.poll() is not None else ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line.strip())
+        if line.startswith("serving ") and " on http" in line:
+            return line.rsplit(" on ", 1)[1].strip()
+    _stop(proc)
+    err = proc.stderr.read()
     raise bench.BenchError(f"kcnn-serve did not start: {(err or ' '.join(seen)).strip()[-300:]}")
 
 
