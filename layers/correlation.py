@@ -20,6 +20,7 @@ All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channe
 """
 
 from keras import ops
+from keras.backend import backend
 
 # Gather all kh·kw slices at once (one matmul) only while that buffer stays below this many
 # elements; above it, one kernel row at a time (kh matmuls) bounds the transient memory.
@@ -38,27 +39,80 @@ def same_padding(size, kernel, stride, dilation):
     return total // 2, total - total // 2
 
 
-def _slices(xp, kernel_shape, strides, dilation, out_hw, row):
-    """The kw strided slices of kernel row ``row``, each (N, Ho, Wo, C)."""
-    kh, kw = kernel_shape
-    (sh, sw), (dh, dw), (ho, wo) = strides, dilation, out_hw
-    top = row * dh
-    return [
-        xp[:, top : top + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw, :]
-        for b in range(kw)
-    ]
+class _Windows:
+    """The sliding windows of a padded input, gathered a few kernel rows at a time.
 
+    ``rows(a0, a1)`` returns the windows of kernel rows ``a0 … a1−1`` as a patch matrix:
+    channels_last strided slices concatenated to (N, Ho, Wo, R·kw·C), ordered (a, b, c); or, on
+    PyTorch, ``keras.ops.unfold`` (torch's explicit im2col copy) giving (N, C·R·kw, L), ordered
+    (c, a, b) — concatenating tiny channels-last slices is many times slower in eager PyTorch.
+    ``contract`` and ``kernel_gradient`` apply the matching kernel layout, block-diagonal over
+    ``groups``.
+    """
 
-def _contract(patches, kernel, groups):
-    """patches (N, Ho, Wo, P·C) · kernel (P, C/g, F) → (N, Ho, Wo, F), block-diagonal over groups."""
-    positions, cg, filters = kernel.shape
-    if groups == 1:
-        return ops.matmul(patches, ops.reshape(kernel, (positions * cg, filters)))
-    lead = ops.shape(patches)[:3]
-    patches = ops.reshape(patches, (*lead, positions, groups, cg))
-    kernel = ops.reshape(kernel, (positions, cg, groups, filters // groups))
-    out = ops.einsum("nhwpgc,pcgf->nhwgf", patches, kernel)
-    return ops.reshape(out, (*lead, filters))
+    def __init__(self, xp, kernel_hw, strides, dilation, groups):
+        self.kh, self.kw = kernel_hw
+        self.strides, self.dilation, self.groups = strides, dilation, groups
+        n, hp, wp, channels = ops.shape(xp)
+        self.n, self.channels = n, channels
+        self.out_hw = (
+            output_length(hp, self.kh, strides[0], dilation[0], 0),
+            output_length(wp, self.kw, strides[1], dilation[1], 0),
+        )
+        self.unfold = backend() == "torch"
+        # unfold reads NCHW; a transposed view would make its reads strided (many times slower).
+        self.xp = ops.transpose(xp, (0, 3, 1, 2)).contiguous() if self.unfold else xp
+
+    def row_chunks(self):
+        """All kernel rows at once while that im2col buffer is small, else one row at a time."""
+        ho, wo = self.out_hw
+        # Exporters trace with a symbolic batch size: judge by one example then.
+        batch = self.n if isinstance(self.n, int) else 1
+        size = batch * ho * wo * self.kh * self.kw * self.channels
+        if size <= IM2COL_MAX_ELEMENTS:
+            return [(0, self.kh)]
+        return [(a, a + 1) for a in range(self.kh)]
+
+    def rows(self, a0, a1):
+        (sh, sw), (dh, dw), (ho, wo) = self.strides, self.dilation, self.out_hw
+        top, bottom = a0 * dh, (a1 - 1) * dh + (ho - 1) * sh + 1
+        if self.unfold:
+            band = self.xp[:, :, top:bottom, :]
+            return ops.unfold(band, (a1 - a0, self.kw), dilation=(dh, dw), stride=(sh, sw))
+        slices = [
+            self.xp[:, a * dh : a * dh + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw, :]
+            for a in range(a0, a1)
+            for b in range(self.kw)
+        ]
+        return slices[0] if len(slices) == 1 else ops.concatenate(slices, axis=-1)
+
+    def _grouped(self, patches, positions):
+        """View patches as (N, L, P, G, C/g) ["nlpgc"] or (N, G, C/g, P, L) ["ngcpl"]."""
+        ho, wo = self.out_hw
+        cg = self.channels // self.groups
+        if self.unfold:
+            return ops.reshape(patches, (-1, self.groups, cg, positions, ho * wo)), "ngcpl"
+        return ops.reshape(patches, (-1, ho * wo, positions, self.groups, cg)), "nlpgc"
+
+    def contract(self, patches, kernel_rows):
+        """patches of R kernel rows · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F)."""
+        r, kw, cg, filters = kernel_rows.shape
+        (ho, wo), groups = self.out_hw, self.groups
+        if groups == 1 and not self.unfold:
+            return ops.matmul(patches, ops.reshape(kernel_rows, (r * kw * cg, filters)))
+        view, spec = self._grouped(patches, r * kw)
+        kernel = ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups))
+        out = ops.einsum(f"{spec},pcgf->nlgf", view, kernel)
+        return ops.reshape(out, (-1, ho, wo, filters))
+
+    def kernel_gradient(self, patches, dy, kernel_rows_shape):
+        """Σ over batch and positions of patchesᵀ · dY → (R, kw, C/g, F)."""
+        r, kw, cg, filters = kernel_rows_shape
+        (ho, wo), groups = self.out_hw, self.groups
+        view, spec = self._grouped(patches, r * kw)
+        dy = ops.reshape(dy, (-1, ho * wo, groups, filters // groups))
+        grad = ops.einsum(f"{spec},nlgf->pcgf", view, dy)
+        return ops.reshape(grad, kernel_rows_shape)
 
 
 def correlate_padded(xp, kernel, strides, dilation, groups):
@@ -70,21 +124,10 @@ def correlate_padded(xp, kernel, strides, dilation, groups):
         strides, dilation: (h, w) int pairs.
         groups: number of channel groups.
     """
-    kh, kw, cg, filters = kernel.shape
-    n, hp, wp, channels = ops.shape(xp)
-    out_hw = (
-        output_length(hp, kh, strides[0], dilation[0], 0),
-        output_length(wp, kw, strides[1], dilation[1], 0),
-    )
-    if kh * kw * channels * out_hw[0] * out_hw[1] * (n or 1) <= IM2COL_MAX_ELEMENTS:
-        patches = [s for a in range(kh) for s in _slices(xp, (kh, kw), strides, dilation, out_hw, a)]
-        patches = patches[0] if len(patches) == 1 else ops.concatenate(patches, axis=-1)
-        return _contract(patches, ops.reshape(kernel, (kh * kw, cg, filters)), groups)
+    windows = _Windows(xp, kernel.shape[:2], strides, dilation, groups)
     out = None
-    for a in range(kh):
-        row = _slices(xp, (kh, kw), strides, dilation, out_hw, a)
-        row = row[0] if kw == 1 else ops.concatenate(row, axis=-1)
-        term = _contract(row, kernel[a], groups)
+    for a0, a1 in windows.row_chunks():
+        term = windows.contract(windows.rows(a0, a1), kernel[a0:a1])
         out = term if out is None else ops.add(out, term)
     return out
 
@@ -92,20 +135,12 @@ def correlate_padded(xp, kernel, strides, dilation, groups):
 def _kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups):
     """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f]."""
     kh, kw, cg, filters = kernel_shape
-    out_hw = tuple(ops.shape(dy)[1:3])
-    fg = filters // groups
-    rows = []
-    for a in range(kh):
-        row = _slices(xp, (kh, kw), strides, dilation, out_hw, a)
-        row = row[0] if kw == 1 else ops.concatenate(row, axis=-1)  # (N, Ho, Wo, kw·C)
-        if groups == 1:
-            grad = ops.einsum("nhwk,nhwf->kf", row, dy)
-        else:
-            lead = ops.shape(row)[:3]
-            row = ops.reshape(row, (*lead, kw, groups, cg))
-            grad = ops.einsum("nhwbgc,nhwgf->bcgf", row, ops.reshape(dy, (*lead, groups, fg)))
-        rows.append(ops.reshape(grad, (kw, cg, filters)))
-    return ops.stack(rows, axis=0)
+    windows = _Windows(xp, (kh, kw), strides, dilation, groups)
+    chunks = [
+        windows.kernel_gradient(windows.rows(a0, a1), dy, (a1 - a0, kw, cg, filters))
+        for a0, a1 in windows.row_chunks()
+    ]
+    return chunks[0] if len(chunks) == 1 else ops.concatenate(chunks, axis=0)
 
 
 def _backward_kernel(kernel, groups):

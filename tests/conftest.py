@@ -39,7 +39,8 @@ def _gradients(fn, x, layer):
 
         originals = [w._value for w in weights]
         try:
-            grads = jax.grad(pure, argnums=(0, 1))(jax.numpy.asarray(x), originals)
+            # jit: eager JAX compiles every op for every new shape, many times slower in tests.
+            grads = jax.jit(jax.grad(pure, argnums=(0, 1)))(jax.numpy.asarray(x), originals)
         finally:
             for w, v in zip(weights, originals):
                 w._value = v
@@ -59,3 +60,20 @@ def _gradients(fn, x, layer):
 def gradients():
     """Backend-neutral gradient helper: ``gradients(fn, x, layer)``."""
     return _gradients
+
+
+def _call(layer, x, **kwargs):
+    """``layer(x, **kwargs)`` as NumPy; traced once under ``jax.jit`` on JAX (eager JAX is slow)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not layer.built:  # variables must exist before tracing
+            layer.build(np.shape(x))
+        return np.asarray(jax.jit(lambda inputs: layer(inputs, **kwargs))(x))
+    return keras.ops.convert_to_numpy(layer(x, **kwargs))
+
+
+@pytest.fixture
+def call():
+    """Backend-neutral forward helper: ``call(layer, x, **kwargs)`` → NumPy array."""
+    return _call
