@@ -166,10 +166,18 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     if config.mixed_precision:
         device.float32_output(model)
 
-    result = train.fit(model, data, recipe, out=out, seed=config.seed,
-                       verbose=config.verbose, jit_compile=_jit(config.jit_compile),
-                       steps_per_execution=config.steps_per_execution,
-                       early_stopping=config.early_stopping, distribution=distribution)
+    try:
+        result = train.fit(model, data, recipe, out=out, seed=config.seed,
+                           verbose=config.verbose, jit_compile=_jit(config.jit_compile),
+                           steps_per_execution=config.steps_per_execution,
+                           early_stopping=config.early_stopping, distribution=distribution)
+    except ValueError as e:
+        if distribution.kind != "multiworker":
+            raise
+        first = str(e).splitlines()[0]
+        raise RuntimeError(
+            "model.fit failed under MultiWorkerMirroredStrategy, a known Keras 3 limitation "
+            f"(keras-team/keras#20585); use --distribute mirrored on one host ({first})") from e
     report = {
         **result.metrics,
         "model": recipe.model,
