@@ -7,16 +7,17 @@ from kcnn import models
 from kcnn.summary import summary as summary_fn
 
 # Small but complete configurations of every registered model (reduced width/dense size so the
-# whole file stays fast; their minimum input sizes are used on purpose).
+# whole file stays fast; their minimum input sizes are used on purpose). Tests reuse these exact
+# shapes: JAX compiles a weight initialiser per new weight shape, which dominates build time.
 TINY = {
     "lenet": dict(input_shape=(28, 28, 1)),
     "lenet-modern": dict(input_shape=(28, 28, 1)),
     "alexnet": dict(input_shape=(65, 65, 1), hidden_units=32),
     "alexnet-imagenet": dict(input_shape=(67, 67, 3), hidden_units=32),
-    "vgg11": dict(input_shape=(32, 32, 1), width_ratio=16, hidden_units=32),
-    "vgg13": dict(input_shape=(32, 32, 3), width_ratio=16, hidden_units=32),
-    "vgg16": dict(input_shape=(32, 32, 1), width_ratio=16, hidden_units=32),
-    "vgg19": dict(input_shape=(32, 32, 1), width_ratio=16, hidden_units=32),
+    "vgg11": dict(input_shape=(32, 32, 1), width_ratio=8, hidden_units=32),
+    "vgg13": dict(input_shape=(32, 32, 1), width_ratio=8, hidden_units=32),
+    "vgg16": dict(input_shape=(32, 32, 1), width_ratio=8, hidden_units=32),
+    "vgg19": dict(input_shape=(32, 32, 1), width_ratio=8, hidden_units=32),
 }
 
 
@@ -132,12 +133,12 @@ def test_vgg11_width4_shapes_and_params(conv, side):
 
 @pytest.mark.parametrize("depth, convs", [(11, 8), (13, 10), (16, 13), (19, 16)])
 def test_vgg_depths(depth, convs):
-    model = models.build(f"vgg{depth}", input_shape=(32, 32, 3), width_ratio=16, hidden_units=8)
+    model = models.build(f"vgg{depth}", **TINY[f"vgg{depth}"])
     assert model.name == f"vgg{depth}"
     assert len([l for l in model.layers if isinstance(l, keras.layers.Conv2D)]) == convs
     assert len([l for l in model.layers if isinstance(l, keras.layers.Dense)]) == 3
     assert model.count_params() == vgg_expected_params(
-        models.VGG_ARCHS[depth], 16, 3, 32, hidden=8)
+        models.VGG_ARCHS[depth], 8, 1, 32, hidden=32)
 
 
 def test_vgg_custom_arch():
@@ -224,8 +225,6 @@ def test_fit_decreases_loss(name, conv):
     """
     keras.utils.set_random_seed(0)
     kw = dict(TINY[name])
-    if name.startswith("vgg"):
-        kw["width_ratio"] = 8  # 8+ channels per layer: a fully dead ReLU layer is unlikely
     model = models.build(name, conv=conv, num_classes=3, **kw)
     x = images(kw["input_shape"], n=12, seed=3)
     y = np.array([0] * 8 + [1] * 3 + [2])
