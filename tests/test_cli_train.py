@@ -215,8 +215,8 @@ def test_mixed_precision_keeps_a_float32_export(tmp_path):
 
 # ------------------------------------------------------------------------- resume
 def test_resume_after_sigkill_completes_every_epoch_once(tmp_path):
-    epochs = 5
-    args = ["--dataset", "synthetic:1500:28x28", "--epochs", str(epochs), "--batch-size", "16",
+    epochs = 4
+    args = ["--dataset", "synthetic:800:28x28", "--epochs", str(epochs), "--batch-size", "16",
             "--jit-compile", "off", "--no-export", "--quiet", "--out", "run"]
     proc = subprocess.Popen(_command() + args, cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
