@@ -104,7 +104,12 @@ def time_calls(fn, *, warmup=1, repeats=5, number=1):
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, in MiB (``ru_maxrss``)."""
+    """This process's peak resident set size so far, in MiB (``ru_maxrss``).
+
+    Linux carries ``ru_maxrss`` across ``exec``: a process started directly by a big parent
+    begins at that parent's peak. The benchmark parent therefore stays light (it never imports a
+    backend), so its children's figures are their own.
+    """
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
