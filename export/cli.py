@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import sys
+from kcnn.stdio import native_stderr_silenced
 
 
 class _UsageError(Exception):
@@ -80,21 +81,6 @@ def _export_parser():
     parser.add_argument("--verbose", action="store_true",
                         help="show the converters' and native libraries' own log output")
     return parser
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide what native libraries print straight to fd 2 (TensorFlow's oneDNN/CUDA banners
-    ignore TF_CPP_MIN_LOG_LEVEL) so that an error stays one line; ``--verbose`` keeps it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _load_keras_model(path):
@@ -170,7 +156,7 @@ def export_main(argv=None):
     try:
         args = _export_parser().parse_args(argv)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with contextlib.nullcontext() if args.verbose else _native_stderr_silenced():
+        with contextlib.nullcontext() if args.verbose else native_stderr_silenced():
             _export(args)
     except _UsageError as err:
         return _fail(prog, err)

@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
+from kcnn.stdio import native_stderr_silenced
 
 
 def _input_shape(text):
@@ -62,25 +61,10 @@ def build_parser():
     return parser
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide what native libraries print straight to fd 2 while the backend loads (TensorFlow's
-    oneDNN/CUDA banners ignore TF_CPP_MIN_LOG_LEVEL), so an error stays one line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _native_stderr_silenced():  # imported after parsing: it loads Keras and its backend
+    with native_stderr_silenced():  # imported after parsing: it loads Keras and its backend
         from kcnn import models
 
     if args.list:

@@ -7,11 +7,11 @@ failed (one line on stderr), 2 bad usage (one line on stderr).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import sys
 import tempfile
+from kcnn.stdio import native_stderr_silenced
 
 EPILOG = """\
 examples:
@@ -153,20 +153,6 @@ def _out_dir(args):
     return out
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence C-level stderr (TensorFlow's start-up log lines) while importing the backend."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _fail(code, message):
     print(f"kcnn-train: error: {message}", file=sys.stderr)
     return code
@@ -199,11 +185,11 @@ def main(argv=None):
             early_stopping=args.early_stopping)
     config.verbose = 0 if args.quiet else "auto"
     try:
-        with _quiet_stderr():  # device set-up must precede the backend's start; TF logs at import
+        with native_stderr_silenced():  # device set-up must precede the backend's start; TF logs at import
             device.prepare_distribution(config.distribute)
     except device.DistributionError as e:
         return _fail(2, str(e))
-    with _quiet_stderr():
+    with native_stderr_silenced():
         import tensorflow  # noqa: F401  (tf.data pipelines on every backend; logs at import)
 
         from kcnn import train
