@@ -218,8 +218,8 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
         pads: ((top, bottom), (left, right)) zero padding.
         groups: number of channel groups.
         lean_backward: use the hand-written backward pass (keeps only ``x``, ``kernel`` and,
-            for small layers, the im2col patches for the gradient). When False the plain formula is traced, which every exporter and
-            higher-order autodiff understands.
+            for small layers, the im2col patches for the gradient). When False the plain
+            formula is traced, which every exporter and higher-order autodiff understands.
     """
     (top, bottom), (left, right) = pads
     spec = ((0, 0), (top, bottom), (left, right), (0, 0))
@@ -270,10 +270,6 @@ def resolve_padding(padding, input_hw, kernel_size, strides, dilation):
             same_padding(n, k, s, d) for n, k, s, d in zip(input_hw, kernel_size, strides, dilation)
         )
     return padding
-
-
-def padded_size(size, pads):
-    return None if size is None else size + pads[0] + pads[1]
 
 
 def _is_int(value):
