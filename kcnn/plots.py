@@ -7,12 +7,12 @@ Every function returns the path it wrote.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+
+from kcnn.report import atomic_write
 
 __all__ = ["plot_kernels", "plot_feature_maps", "plot_curves", "plot_confusion"]
 
@@ -20,27 +20,9 @@ _CURVES = (("loss", "train loss"), ("accuracy", "train acc"), ("test_accuracy", 
            ("val_loss", "val loss"), ("val_accuracy", "val acc"))
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _save(fig, path, dpi=100):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"),
+                        binary=True)
 
 
 def _mosaic(tiles, cols, gap=1):

@@ -19,21 +19,39 @@ __all__ = ["atomic_write_text", "write_json", "read_json", "write_history", "rea
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds")
 
 
-def atomic_write_text(path, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+def atomic_write(path, write, *, binary=False) -> str:
+    """Create ``path`` atomically: ``write(file)`` fills a temp file in the same folder, then
+    ``os.replace`` puts it in place; on any error the temp file is removed and ``path`` untouched.
+    The file gets the usual permissions (0666 minus the umask; mkstemp alone gives 0600)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
+        if binary:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path, text: str) -> str:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def _jsonable(value):
