@@ -265,7 +265,12 @@ class OnnxPredictor:
             image = image[..., 0]
         if image.ndim not in (2, 3) or min(image.shape[:2]) == 0:
             raise ValueError(f"image has shape {image.shape}; {self._expected()}.")
-        if channels in (1, 3):
+        if image.shape[:2] == (height, width) and (
+                (channels == 1 and image.ndim == 2)
+                or (channels == 3 and image.ndim == 3 and image.shape[-1] == 3)):
+            # Already the model's size and layout (the usual served image): no PIL round trip.
+            array = image.reshape(height, width, channels)
+        elif channels in (1, 3):
             if image.ndim == 3:
                 pil = Image.fromarray(np.ascontiguousarray(image[..., :3]), "RGB")
             else:
@@ -284,7 +289,7 @@ class OnnxPredictor:
                     (width, height), _resample(self.preprocessing["resize"])), dtype=np.float32)
                 for c in range(channels)], axis=-1)
         pre = self.preprocessing
-        array = array * np.float32(pre["scale"])
+        array = array.astype(np.float32) * np.float32(pre["scale"])
         return ((array - np.float32(pre["mean"])) / np.float32(pre["std"])).astype(np.float32)
 
     # --- inference ---------------------------------------------------------------------
