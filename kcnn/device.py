@@ -228,7 +228,9 @@ def make_distribution(kind: str) -> Distribution:
 
     ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU; on JAX it
     sets ``keras.distribution.DataParallel`` over ``jax.devices()`` as the global distribution.
-    ``multiworker`` builds ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``.
+    ``multiworker`` builds ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``
+    (kcnn's subclass in :mod:`kcnn.distribute_compat`, which lets Keras 3's ``model.fit`` reduce
+    its values across workers).
     """
     _check_kind(kind)
     backend = _backend()
@@ -249,7 +251,9 @@ def make_distribution(kind: str) -> Distribution:
                                     or tf.config.list_logical_devices("CPU"))]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
         return Distribution(kind, strategy.num_replicas_in_sync, True, strategy, devices)
+    from kcnn.distribute_compat import MultiWorkerMirroredStrategy  # Keras 3 fix, see there
+
     config = _tf_config()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = MultiWorkerMirroredStrategy()
     return Distribution(kind, strategy.num_replicas_in_sync, int(config["task"]["index"]) == 0,
                         strategy, [f"worker:{i}" for i in range(len(config["cluster"]["worker"]))])

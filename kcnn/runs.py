@@ -73,16 +73,17 @@ def _jit(value):
     return {"auto": "auto", "on": True, "off": False}[value]
 
 
-def _float32_copy(model, build):
-    """A float32-policy twin of a mixed-precision model (ONNX export wants float32)."""
+def _twin(model, build, *, policy=None):
+    """A copy of ``model`` with its trained weights, built by ``build`` outside any distribution
+    strategy and, if given, under dtype ``policy`` (``"float32"``: ONNX export wants float32)."""
     import keras
 
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy or previous)
     try:
         twin = build()
     finally:
-        keras.config.set_dtype_policy(policy)
+        keras.config.set_dtype_policy(previous)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -166,18 +167,10 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     if config.mixed_precision:
         device.float32_output(model)
 
-    try:
-        result = train.fit(model, data, recipe, out=out, seed=config.seed,
-                           verbose=config.verbose, jit_compile=_jit(config.jit_compile),
-                           steps_per_execution=config.steps_per_execution,
-                           early_stopping=config.early_stopping, distribution=distribution)
-    except ValueError as e:
-        if distribution.kind != "multiworker":
-            raise
-        first = str(e).splitlines()[0]
-        raise RuntimeError(
-            "model.fit failed under MultiWorkerMirroredStrategy, a known Keras 3 limitation "
-            f"(keras-team/keras#20585); use --distribute mirrored on one host ({first})") from e
+    result = train.fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
+                       jit_compile=_jit(config.jit_compile),
+                       steps_per_execution=config.steps_per_execution,
+                       early_stopping=config.early_stopping, distribution=distribution)
     report = {
         **result.metrics,
         "model": recipe.model,
@@ -194,15 +187,22 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
         return report
 
     model.save(os.path.join(out, "model.keras"))
+    # The other workers have finished, so nothing below may run a collective op (a multi-worker
+    # predict would wait for them forever): use a single-process copy of the trained model.
+    local = model
+    if distribution.kind == "multiworker":
+        local = _twin(model, build)
+        if config.mixed_precision:
+            device.float32_output(local)
     plots.plot_curves(result.history, os.path.join(out, "curves.png"),
                       title=f"{recipe.model} on {data.name}")
-    plots.plot_confusion(train.confusion_matrix(model, data), data.class_names,
+    plots.plot_confusion(train.confusion_matrix(local, data), data.class_names,
                          os.path.join(out, "confusion.png"))
-    kernel = _first_conv_kernel(model)
+    kernel = _first_conv_kernel(local)
     if kernel is not None:
         plots.plot_kernels(kernel, os.path.join(out, "kernels.png"))
     if config.export:
-        exportable = _float32_copy(model, build) if config.mixed_precision else model
+        exportable = _twin(local, build, policy="float32") if config.mixed_precision else local
         report["onnx"] = _export(exportable, config, data, out, recipe)
     report["seconds"] = time.perf_counter() - started
     write_json(os.path.join(out, "report.json"), report)
