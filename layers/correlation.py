@@ -22,7 +22,6 @@ All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channe
 from keras import ops
 from keras.backend import backend
 
-from kcnn.layers import shifts
 
 
 def _torch_views_usable():
@@ -228,13 +227,7 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
     def pad(inputs):
         return ops.pad(inputs, spec) if any(v for pair in pads for v in pair) else inputs
 
-    batch, height, width = ops.shape(x)[:3]
-    padded_hw = (height + top + bottom, width + left + right)
-    use_shifts = shifts.usable(batch, padded_hw, kernel.shape[:2], strides, dilation, groups)
-
     def forward(inputs, weights):
-        if use_shifts:
-            return shifts.correlate(pad(inputs), weights, dilation)
         return correlate_padded(pad(inputs), weights, strides, dilation, groups)
 
     if not lean_backward:
@@ -252,25 +245,15 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
             padded = pad(inputs)
             dx = None
             if input_gradient_needed:
-                if use_shifts:
-                    dxp = shifts.input_gradient(upstream, weights, padded_hw, dilation)
-                else:
-                    dxp = _input_gradient(upstream, weights, padded_hw, strides, dilation, groups)
-                dx = dxp[:, top : top + height, left : left + width, :]
-            if use_shifts:
-                dk = shifts.kernel_gradient(padded, upstream, weights.shape, dilation)
-            else:
-                dk = _kernel_gradient(
-                    padded, upstream, weights.shape, strides, dilation, groups, patches
-                )
+                hp, wp = ops.shape(padded)[1:3]
+                dxp = _input_gradient(upstream, weights, (hp, wp), strides, dilation, groups)
+                dx = dxp[:, top : top + ops.shape(inputs)[1], left : left + ops.shape(inputs)[2], :]
+            dk = _kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, patches)
             return dx, ops.cast(dk, weights.dtype)
 
-        if use_shifts:
-            outputs, patches = forward(inputs, weights), None
-        else:
-            outputs, patches = correlate_padded(
-                pad(inputs), weights, strides, dilation, groups, keep_patches=True
-            )
+        outputs, patches = correlate_padded(
+            pad(inputs), weights, strides, dilation, groups, keep_patches=True
+        )
         return outputs, grad
 
     # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that

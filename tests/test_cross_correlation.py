@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from keras import ops
 
-from kcnn.layers import CrossCorrelation2D, corr2d, shifts
+from kcnn.layers import CrossCorrelation2D, corr2d
 
 BACKEND = keras.backend.backend()
 
@@ -58,24 +58,8 @@ def _id(case):
     return "-".join(f"{v}" for v in case.values()).replace(" ", "")
 
 
-def _force_path(monkeypatch, path, strides, groups):
-    """Make the layer take one algorithm: ``windows`` (strided slices) or ``shifts``.
-
-    The shift path only exists for stride 1 and one group; other cases skip it.
-    """
-    if path == "shifts":
-        if any(s != 1 for s in np.broadcast_to(strides, 2)) or groups != 1:
-            pytest.skip("the shift path is for strides 1 and groups 1 only")
-        monkeypatch.setattr(shifts, "MAX_WIDE_OVERHEAD", float("inf"))
-        monkeypatch.setattr(shifts, "BACKENDS", (BACKEND,))  # the algorithm is backend-neutral
-    else:
-        monkeypatch.setattr(shifts, "MAX_WIDE_OVERHEAD", -1.0)
-
-
-@pytest.mark.parametrize("path", ["windows", "shifts"])
 @pytest.mark.parametrize("case", PARITY_GRID, ids=_id)
-def test_outputs_and_gradients_equal_conv2d(case, path, rng, gradients, call, monkeypatch):
-    _force_path(monkeypatch, path, case["strides"], case["groups"])
+def test_outputs_and_gradients_equal_conv2d(case, rng, gradients, call):
     case = dict(case)
     size, fmt = case.pop("size"), case["data_format"]
     channels, filters = 4, 6
@@ -106,11 +90,7 @@ def test_outputs_and_gradients_equal_conv2d(case, path, rng, gradients, call, mo
         ((11, 11), (4, 4), (1, 1), 1, 1),
     ],
 )
-@pytest.mark.parametrize("path", ["windows", "shifts"])
-def test_explicit_padding_matches_numpy_loop_and_gradients(
-    kernel_size, strides, dilation, padding, groups, path, rng, gradients, call, monkeypatch
-):
-    _force_path(monkeypatch, path, strides, groups)
+def test_explicit_padding_matches_numpy_loop_and_gradients(kernel_size, strides, dilation, padding, groups, rng, gradients, call):
     layer = CrossCorrelation2D(
         4, kernel_size, strides=strides, padding=padding, dilation_rate=dilation, groups=groups,
         bias_initializer="random_normal",
