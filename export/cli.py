@@ -12,6 +12,8 @@ import json
 import os
 import pathlib
 import sys
+
+from kcnn import argtypes
 from kcnn.stdio import native_stderr_silenced
 
 
@@ -30,16 +32,6 @@ def _fail(prog, message):
     text = " ".join(str(message).split())
     print(f"{prog}: error: {text}", file=sys.stderr)
     return 2
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _labels_arg(text):
@@ -67,7 +59,7 @@ def _export_parser():
     parser.add_argument("--verify-with", metavar="DATASET", default=None,
                         help="'digits' (scikit-learn) or an .npz file with x_test [, y_test]: "
                              "compare Keras and onnxruntime outputs on it")
-    parser.add_argument("--samples", type=_positive_int, default=256,
+    parser.add_argument("--samples", type=argtypes.positive_int, default=256,
                         help="number of verification samples (default 256)")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest accepted |Keras - ONNX| difference (default 1e-4)")
@@ -172,10 +164,10 @@ def _predict_parser():
                      description="Classify image files (PNG, JPEG, …) with a kcnn ONNX model.")
     parser.add_argument("model", help="ONNX model written by kcnn-export")
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--top-k", type=_positive_int, default=1,
+    parser.add_argument("--top-k", type=argtypes.positive_int, default=1,
                         help="number of labels per image (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--batch-size", type=_positive_int, default=64,
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64,
                         help="images per onnxruntime call (default 64)")
     return parser
 

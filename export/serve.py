@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kcnn import argtypes
+
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_WAIT_MS = 5.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -646,36 +648,6 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
         raise RuntimeError(f"the server for {path} on {url} failed to start")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, received {text!r}")
-    return value
-
-
-def _wait_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, received {text!r}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -689,16 +661,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="ONNX file written by kcnn-export")
     parser.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", metavar="N", type=_port, default=8000, help="port (default 8000; 0: any free)")
-    parser.add_argument("--max-batch", metavar="N", type=_positive_int, default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--port", metavar="N", type=argtypes.port, default=8000, help="port (default 8000; 0: any free)")
+    parser.add_argument("--max-batch", metavar="N", type=argtypes.positive_int, default=DEFAULT_MAX_BATCH,
                         help=f"most images per onnxruntime call (default {DEFAULT_MAX_BATCH})")
-    parser.add_argument("--max-wait-ms", metavar="MS", type=_wait_ms, default=DEFAULT_MAX_WAIT_MS,
+    parser.add_argument("--max-wait-ms", metavar="MS", type=argtypes.non_negative_float, default=DEFAULT_MAX_WAIT_MS,
                         help="longest wait for more requests to fill a batch "
                              f"(default {DEFAULT_MAX_WAIT_MS:g} ms)")
-    parser.add_argument("--max-body-bytes", metavar="N", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+    parser.add_argument("--max-body-bytes", metavar="N", type=argtypes.positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body; larger ones get 413 (default "
                              f"{DEFAULT_MAX_BODY_BYTES})")
-    parser.add_argument("--max-instances", metavar="N", type=_positive_int, default=DEFAULT_MAX_INSTANCES,
+    parser.add_argument("--max-instances", metavar="N", type=argtypes.positive_int, default=DEFAULT_MAX_INSTANCES,
                         help="most images in one JSON request; more get 413 (default "
                              f"{DEFAULT_MAX_INSTANCES})")
     parser.add_argument("--providers", metavar="LIST", default=None,

@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+from kcnn import argtypes
+
 EPILOG = """\
 sections:
   conv       CrossCorrelation2D vs Conv2D: train-step / forward time and peak RSS per backend
@@ -36,16 +38,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
-
-
 def _backends(text):
     names = [t.strip() for t in text.split(",") if t.strip()]
     accepted = ("tensorflow", "jax", "torch")
@@ -68,7 +60,7 @@ def build_parser():
                    help="tiny: small shapes, seconds per section (smoke test); full: the issue's "
                         "shapes (default tiny)")
     p.add_argument("--out", help="write the results as JSON to this file (atomically)")
-    p.add_argument("--repeats", type=_positive_int,
+    p.add_argument("--repeats", type=argtypes.positive_int,
                    help="timed repetitions per figure, median reported (default 3 tiny, 7 full)")
     p.add_argument("--backends", type=_backends,
                    help="Keras backends for the per-backend sections: all, current (the "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from kcnn import argtypes
 from kcnn.stdio import native_stderr_silenced
 
 
@@ -23,16 +25,6 @@ def _input_shape(text):
         raise argparse.ArgumentTypeError(
             f"expected three positive integers H,W,C (e.g. 28,28,1); received {text!r}")
     return shape
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,9 +44,9 @@ def build_parser():
                         help="Keras Conv2D (builtin) or kcnn.layers.CrossCorrelation2D (explicit)")
     parser.add_argument("--input-shape", type=_input_shape, metavar="H,W,C",
                         help="input image shape (default: the model's standard input)")
-    parser.add_argument("--num-classes", type=_positive_int, metavar="N",
+    parser.add_argument("--num-classes", type=argtypes.positive_int, metavar="N",
                         help="number of output classes (default: the model's)")
-    parser.add_argument("--width-ratio", type=_positive_int, metavar="R",
+    parser.add_argument("--width-ratio", type=argtypes.positive_int, metavar="R",
                         help="VGG only: divide every conv channel count by R")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--list", action="store_true", help="list the model names and exit")

@@ -11,6 +11,8 @@ import datetime
 import os
 import sys
 import tempfile
+
+from kcnn import argtypes
 from kcnn.stdio import native_stderr_silenced
 
 EPILOG = """\
@@ -34,36 +36,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, received {text!r}")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, received {text!r}")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, received {text!r}")
-    return value
-
-
 def build_parser():
     p = _Parser(prog="kcnn-train", description=__doc__.split("\n\n")[0],
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,16 +52,16 @@ def build_parser():
     p.add_argument("--recipe", choices=("d2l", "modern"), default="modern",
                    help="hyper-parameter preset: d2l (the book's SGD values, sigmoid LeNet) or "
                         "modern (Adam, cosine decay, ReLU; default)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default: the recipe's)")
-    p.add_argument("--batch-size", type=_positive_int,
+    p.add_argument("--epochs", type=argtypes.positive_int, help="epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=argtypes.positive_int,
                    help="global batch size (default: the recipe's)")
-    p.add_argument("--lr", type=_positive_float, help="learning rate (default: the recipe's)")
+    p.add_argument("--lr", type=argtypes.positive_float, help="learning rate (default: the recipe's)")
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
                    help="optimizer (default: the recipe's)")
-    p.add_argument("--image-size", type=_positive_int,
+    p.add_argument("--image-size", type=argtypes.positive_int,
                    help="square input side the images are resized to (default: the recipe's: "
                         "28 for LeNet, 224 for AlexNet and VGG)")
-    p.add_argument("--seed", type=_seed, default=0,
+    p.add_argument("--seed", type=argtypes.non_negative_int, default=0,
                    help="random seed for weights, shuffling and splits; same seed on CPU, same "
                         "metrics (default 0)")
     p.add_argument("--out", help="run folder (default runs/<timestamp>); must be new or empty "
@@ -104,14 +76,14 @@ def build_parser():
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                    help="XLA / torch.compile for the train step (auto: XLA on tensorflow and "
                         "jax, eager on torch)")
-    p.add_argument("--steps-per-execution", type=_positive_int, default=1,
+    p.add_argument("--steps-per-execution", type=argtypes.positive_int, default=1,
                    help="batches per compiled call (fewer Python round trips; default 1)")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                    help="none; mirrored = all local GPUs (or 2 CPU replicas without a GPU) with "
                         "tf.distribute.MirroredStrategy (tensorflow) or keras.distribution."
                         "DataParallel (jax); multiworker = MultiWorkerMirroredStrategy over the "
                         "workers in TF_CONFIG (tensorflow)")
-    p.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+    p.add_argument("--early-stopping", type=argtypes.positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower test loss and keep the best "
                         "weights")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
