@@ -11,7 +11,8 @@ Example::
 
 ``fit`` compiles the model from the recipe (optimizer, cosine or constant learning rate, sparse
 categorical cross-entropy on logits, accuracy), builds ``tf.data`` pipelines with
-``kcnn.data.make_dataset`` at the model's input size, evaluates the test set after every epoch
+``kcnn.data.make_dataset`` at the model's input size (in-memory NumPy batches on JAX/PyTorch,
+see :mod:`kcnn.batches`), evaluates the test set after every epoch
 (as d2l's ``train_ch6`` does) and returns a :class:`FitResult` with the per-epoch history and the
 final figures. With ``out=DIR`` it also writes ``DIR/history.csv`` after every epoch and keeps a
 ``keras.callbacks.BackupAndRestore`` checkpoint in ``DIR/backup`` so a killed run resumes from its
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from kcnn import batches
 from kcnn import data as kdata
 from kcnn import device as kdevice
 from kcnn import recipes
@@ -161,14 +163,33 @@ def _model_input(model):
     return (shape[1], shape[2]), shape[3]
 
 
-def make_datasets(model, data, recipe: Recipe, *, seed: int = 0):
-    """``(train_ds, test_ds)`` tf.data pipelines at ``model``'s input size and channels.
+def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto"):
+    """``(train_ds, test_ds)`` at ``model``'s input size and channels, for ``model.fit``.
 
     The training set is reshuffled every epoch from ``seed``; the test set is batched in
     order. Images are resized to the model's input (not ``recipe.image_size``, which only
     decides how the model is built).
+
+    ``in_memory``: ``"auto"`` preprocesses the data once into NumPy arrays served by a
+    :class:`kcnn.batches.ArrayBatches` on the JAX and PyTorch backends when they fit in
+    ``kcnn.batches.MAX_IN_MEMORY_BYTES`` (Keras converts every ``tf.data`` batch for them),
+    and uses ``tf.data`` pipelines otherwise; ``True`` / ``False`` force one or the other.
     """
+    if in_memory not in ("auto", True, False):
+        raise ValueError(f"in_memory must be 'auto', True or False; received {in_memory!r}")
     size, channels = _model_input(model)
+    if in_memory == "auto":
+        needed = batches.preprocessed_bytes(data.num_train + data.num_test, size, channels)
+        in_memory = (keras.backend.backend() != "tensorflow"
+                     and needed <= batches.MAX_IN_MEMORY_BYTES)
+    if in_memory:
+        x_train, y_train = batches.preprocess(data.x_train, data.y_train, image_size=size,
+                                              channels=channels)
+        x_test, y_test = batches.preprocess(data.x_test, data.y_test, image_size=size,
+                                            channels=channels)
+        return (batches.ArrayBatches(x_train, y_train, batch_size=recipe.batch_size,
+                                     shuffle=True, seed=seed),
+                batches.ArrayBatches(x_test, y_test, batch_size=max(recipe.batch_size, 256)))
     train = kdata.make_dataset(data.x_train, data.y_train, batch_size=recipe.batch_size,
                                image_size=size, channels=channels, shuffle=True, seed=seed)
     test = kdata.make_dataset(data.x_test, data.y_test, batch_size=max(recipe.batch_size, 256),
