@@ -45,7 +45,7 @@ class RunConfig:
     export: bool = True
     mixed_precision: bool = False
     jit_compile: str = "auto"
-    steps_per_execution: int = 1
+    steps_per_execution: int | str = "auto"
     distribute: str = "none"
     early_stopping: int | None = None
     verbose: str | int = "auto"
@@ -140,6 +140,10 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
                              batch_size=config.batch_size, lr=config.lr,
                              optimizer=config.optimizer, image_size=config.image_size)
     except (ValueError, TypeError) as e:
+        raise RunError(str(e)) from None
+    try:
+        train.resolve_steps_per_execution(config.steps_per_execution)
+    except ValueError as e:
         raise RunError(str(e)) from None
     try:
         data = kdata.load(config.dataset, seed=config.seed)

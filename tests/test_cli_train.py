@@ -62,6 +62,8 @@ def test_help_documents_every_option():
         (["--lr", "-1"], "--lr: expected a positive finite number, received '-1'"),
         (["--batch-size", "x"], "--batch-size: expected a positive integer, received 'x'"),
         (["--seed", "-3"], "--seed: expected a non-negative integer"),
+        (["--steps-per-execution", "0"],
+         "--steps-per-execution: expected 'auto' or a positive integer, received '0'"),
         (["--recipe", "fast"], "--recipe: invalid choice: 'fast'"),
         (["--conv", "fft"], "--conv: invalid choice"),
         (["--distribute", "ring"], "--distribute: invalid choice"),
@@ -95,6 +97,12 @@ def test_distribution_on_torch_is_refused(tmp_path):
     proc = run(["--distribute", "mirrored", "--out", "r"], cwd=tmp_path,
                env=_env(KERAS_BACKEND="torch"))
     assert_one_line_error(proc, 2, "not supported on the torch backend")
+
+
+def test_steps_per_execution_on_torch_is_refused(tmp_path):
+    proc = run(["--steps-per-execution", "4", "--out", "r"], cwd=tmp_path,
+               env=_env(KERAS_BACKEND="torch"))
+    assert_one_line_error(proc, 2, "steps_per_execution must be 1 or 'auto' on the torch backend")
 
 
 def test_nan_loss_exits_1_with_one_line(tmp_path):

@@ -141,3 +141,27 @@ def test_make_datasets_follow_the_model_input(tiny):
     x, y = next(iter(train_ds))
     assert tuple(x.shape) == (16, 32, 32, 3) and tuple(y.shape) == (16,)
     assert math.ceil(tiny.num_test / 256) == len(list(test_ds))
+
+
+@pytest.mark.parametrize("backend,expected", [("tensorflow", 8), ("jax", 8), ("torch", 1)])
+def test_auto_steps_per_execution(backend, expected):
+    assert train.resolve_steps_per_execution("auto", backend=backend) == expected
+    assert train.resolve_steps_per_execution(1, backend=backend) == 1
+
+
+@pytest.mark.parametrize("value,backend,message", [
+    (0, "tensorflow", "steps_per_execution must be 'auto' or a positive int; received 0"),
+    ("8", "jax", "steps_per_execution must be 'auto' or a positive int; received '8'"),
+    (True, "jax", "received True"),
+    (4, "torch", "steps_per_execution must be 1 or 'auto' on the torch backend"),
+])
+def test_bad_steps_per_execution(value, backend, message):
+    with pytest.raises(ValueError, match=message):
+        train.resolve_steps_per_execution(value, backend=backend)
+
+
+def test_fit_compiles_with_auto_steps_per_execution(tiny):
+    r = _recipe(epochs=1)
+    model = _model(r)
+    train.fit(model, tiny, r, seed=0, verbose=0)
+    assert model.steps_per_execution == train.resolve_steps_per_execution("auto")

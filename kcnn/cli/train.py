@@ -36,6 +36,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _steps_per_execution(text):
+    if text == "auto":
+        return text
+    try:
+        return argtypes.positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a positive integer, received {text!r}") from None
+
+
 def build_parser():
     p = _Parser(prog="kcnn-train", description=__doc__.split("\n\n")[0],
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,10 +84,11 @@ def build_parser():
     p.add_argument("--mixed-precision", action="store_true",
                    help="mixed_float16 compute (GPU speed-up; the output layer stays float32)")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                   help="XLA / torch.compile for the train step (auto: XLA on tensorflow and "
-                        "jax, eager on torch)")
-    p.add_argument("--steps-per-execution", type=argtypes.positive_int, default=1,
-                   help="batches per compiled call (fewer Python round trips; default 1)")
+                   help="XLA / torch.compile for the train step (auto: XLA on jax and on "
+                        "tensorflow with a GPU, eager on torch and CPU-only tensorflow)")
+    p.add_argument("--steps-per-execution", type=_steps_per_execution, default="auto",
+                   help="batches per compiled call (fewer Python round trips); auto (default): "
+                        "8, or 1 on torch, which allows no other value")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                    help="none; mirrored = all local GPUs (or 2 CPU replicas without a GPU) with "
                         "tf.distribute.MirroredStrategy (tensorflow) or keras.distribution."
