@@ -142,7 +142,8 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     except (ValueError, TypeError) as e:
         raise RunError(str(e)) from None
     try:
-        train.resolve_steps_per_execution(config.steps_per_execution)
+        train.resolve_steps_per_execution(config.steps_per_execution,
+                                          distributed=config.distribute != "none")
     except ValueError as e:
         raise RunError(str(e)) from None
     try:

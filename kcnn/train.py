@@ -205,17 +205,24 @@ def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto
 AUTO_STEPS_PER_EXECUTION = 8
 
 
-def resolve_steps_per_execution(value="auto", backend=None) -> int:
-    """``"auto"`` → :data:`AUTO_STEPS_PER_EXECUTION`, or 1 on PyTorch (Keras allows only 1 there);
-    a positive int is returned as it is."""
+def resolve_steps_per_execution(value="auto", backend=None, *, distributed=False) -> int:
+    """Batches per compiled call for ``model.compile``.
+
+    ``"auto"`` → :data:`AUTO_STEPS_PER_EXECUTION`, or 1 on PyTorch (Keras allows only 1 there)
+    and under a ``tf.distribute`` strategy (``distributed`` on TensorFlow: Keras 3.15's multi-step
+    function fails there with "Graph execution error"). A positive int is returned as it is where
+    it can work, else ValueError.
+    """
     backend = backend or keras.backend.backend()
+    single_step_only = backend == "torch" or (distributed and backend == "tensorflow")
     if value == "auto":
-        return 1 if backend == "torch" else AUTO_STEPS_PER_EXECUTION
+        return 1 if single_step_only else AUTO_STEPS_PER_EXECUTION
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"steps_per_execution must be 'auto' or a positive int; received {value!r}")
-    if backend == "torch" and value != 1:
-        raise ValueError(f"steps_per_execution must be 1 or 'auto' on the torch backend (Keras runs "
-                         f"one batch per call there); received {value!r}")
+    if value != 1 and single_step_only:
+        where = "the torch backend" if backend == "torch" else "a tensorflow distribution"
+        raise ValueError(f"steps_per_execution must be 1 or 'auto' with {where} (Keras runs one "
+                         f"batch per call there); received {value!r}")
     return value
 
 
@@ -280,7 +287,7 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
         jit_compile: passed to ``model.compile`` (``"auto"``: XLA on JAX and on TensorFlow with
             a GPU; Keras leaves it off on CPU-only TensorFlow).
         steps_per_execution: batches per compiled call (``model.compile``); ``"auto"``: 8, or 1
-            on PyTorch (see :func:`resolve_steps_per_execution`).
+            on PyTorch and under a TensorFlow distribution (see :func:`resolve_steps_per_execution`).
         early_stopping: patience in epochs on ``test_loss`` (restores the best weights), or None.
         compile: set False to keep the model's own compile() settings.
         distribution: a ``kcnn.device.Distribution`` (the model must have been built in its
@@ -307,6 +314,8 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
     train_ds, test_ds = make_datasets(model, data, recipe, seed=0 if seed is None else int(seed))
     steps_per_epoch = math.ceil(data.num_train / recipe.batch_size)
     if compile:
+        steps_per_execution = resolve_steps_per_execution(
+            steps_per_execution, distributed=distribution.strategy is not None)
         with distribution.scope():
             compile_model(model, recipe, steps_per_epoch=steps_per_epoch,
                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)

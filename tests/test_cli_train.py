@@ -102,7 +102,7 @@ def test_distribution_on_torch_is_refused(tmp_path):
 def test_steps_per_execution_on_torch_is_refused(tmp_path):
     proc = run(["--steps-per-execution", "4", "--out", "r"], cwd=tmp_path,
                env=_env(KERAS_BACKEND="torch"))
-    assert_one_line_error(proc, 2, "steps_per_execution must be 1 or 'auto' on the torch backend")
+    assert_one_line_error(proc, 2, "steps_per_execution must be 1 or 'auto' with the torch backend")
 
 
 def test_nan_loss_exits_1_with_one_line(tmp_path):

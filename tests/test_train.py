@@ -153,11 +153,18 @@ def test_auto_steps_per_execution(backend, expected):
     (0, "tensorflow", "steps_per_execution must be 'auto' or a positive int; received 0"),
     ("8", "jax", "steps_per_execution must be 'auto' or a positive int; received '8'"),
     (True, "jax", "received True"),
-    (4, "torch", "steps_per_execution must be 1 or 'auto' on the torch backend"),
+    (4, "torch", "steps_per_execution must be 1 or 'auto' with the torch backend"),
 ])
 def test_bad_steps_per_execution(value, backend, message):
     with pytest.raises(ValueError, match=message):
         train.resolve_steps_per_execution(value, backend=backend)
+
+
+def test_steps_per_execution_under_tf_distribution():
+    assert train.resolve_steps_per_execution("auto", "tensorflow", distributed=True) == 1
+    assert train.resolve_steps_per_execution("auto", "jax", distributed=True) == 8
+    with pytest.raises(ValueError, match="1 or 'auto' with a tensorflow distribution"):
+        train.resolve_steps_per_execution(8, "tensorflow", distributed=True)
 
 
 def test_fit_compiles_with_auto_steps_per_execution(tiny):

@@ -88,7 +88,7 @@ def build_parser():
                         "tensorflow with a GPU, eager on torch and CPU-only tensorflow)")
     p.add_argument("--steps-per-execution", type=_steps_per_execution, default="auto",
                    help="batches per compiled call (fewer Python round trips); auto (default): "
-                        "8, or 1 on torch, which allows no other value")
+                        "8, or 1 on torch and with a tensorflow --distribute")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                    help="none; mirrored = all local GPUs (or 2 CPU replicas without a GPU) with "
                         "tf.distribute.MirroredStrategy (tensorflow) or keras.distribution."
