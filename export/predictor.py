@@ -289,7 +289,7 @@ class OnnxPredictor:
                     (width, height), _resample(self.preprocessing["resize"])), dtype=np.float32)
                 for c in range(channels)], axis=-1)
         pre = self.preprocessing
-        array = array.astype(np.float32) * np.float32(pre["scale"])
+        array = array.astype(np.float32, copy=False) * np.float32(pre["scale"])
         return ((array - np.float32(pre["mean"])) / np.float32(pre["std"])).astype(np.float32)
 
     # --- inference ---------------------------------------------------------------------

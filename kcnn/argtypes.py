@@ -26,7 +26,6 @@ def bounded(convert, accepted: str, *, minimum=None, maximum=None, exclusive_min
             raise argparse.ArgumentTypeError(f"expected {accepted}, received {text!r}")
         return value
 
-    parse.__name__ = accepted.replace(" ", "_")  # argparse names the type in some messages
     return parse
 
 
