@@ -32,6 +32,15 @@ def _torch_views_usable():
 
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
+def _torch_fast_path(groups):
+    """The eager PyTorch module (``correlation_torch``) when it applies here, else None."""
+    if backend() != "torch":
+        return None
+    from kcnn.layers import correlation_torch
+
+    return correlation_torch if correlation_torch.usable(groups) else None
+
+
 # Gather all kh·kw slices at once (one matmul) only while that buffer stays below this many
 # elements; above it, one kernel row at a time (kh matmuls) bounds the transient memory.
 IM2COL_MAX_ELEMENTS = 1 << 23
@@ -142,6 +151,9 @@ def correlate_padded(xp, kernel, strides, dilation, groups, keep_patches=False):
             (small layers), else None — the kernel gradient reuses it instead of gathering again.
     """
     windows = _Windows(xp, kernel.shape[:2], strides, dilation, groups)
+    fast = _torch_fast_path(groups)
+    if fast:
+        return fast.correlate(xp, ops.convert_to_tensor(kernel), strides, dilation, windows.out_hw, keep_patches)
     chunks = windows.row_chunks()
     out = None
     for a0, a1 in chunks:
@@ -156,6 +168,9 @@ def correlate_padded(xp, kernel, strides, dilation, groups, keep_patches=False):
 def _kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, patches=None):
     """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f]."""
     kh, kw, cg, filters = kernel_shape
+    fast = _torch_fast_path(groups)
+    if fast:
+        return fast.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
     windows = _Windows(xp, (kh, kw), strides, dilation, groups)
     if patches is not None:
         return windows.kernel_gradient(patches, dy, kernel_shape)
@@ -178,6 +193,9 @@ def _backward_kernel(kernel, groups):
 
 def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
     """dXp: the output gradient correlated with the flipped, transposed kernel, per stride phase."""
+    fast = _torch_fast_path(groups)
+    if fast:
+        return fast.input_gradient(dy, kernel, padded_hw, strides, dilation)
     kh, kw, cg, filters = kernel.shape
     sh, sw = strides
     hp, wp = padded_hw
