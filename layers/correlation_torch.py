@@ -4,12 +4,12 @@ Same formula as ``kcnn.layers.correlation``, arranged for eager execution, where
 intermediate is materialised and a fresh large buffer costs page faults:
 
 * the windows of a few examples at a time are copied from a strided view (``Tensor.unfold``)
-  into one reused buffer — the whole im2col matrix never exists, yet every matmul keeps the
+  into one reused buffer (channel-major for one-channel inputs) — the whole im2col matrix never exists, yet every matmul keeps the
   full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices of it);
 * forward: ``Y[rows] = patches · K`` written in place (``out=``);
 * kernel gradient: ``dK += patchesᵀ · dY[rows]`` (``addmm_``);
-* input gradient: ``dY[rows] · Kᵀ`` gives every window's gradient, added back into the padded
-  input gradient with ``kh·kw`` strided in-place adds (strides and dilation need no special case).
+* input gradient: per kernel offset, ``dY · K[a, b]ᵀ`` added in place to the strided slice of the
+  padded input gradient it belongs to (strides and dilation need no special case).
 
 Only used where autograd is off: inside the hand-written backward pass (``custom_gradient``) and
 under ``torch.no_grad`` (``predict``). In-place and ``out=`` ops cannot be differentiated.
@@ -41,21 +41,43 @@ def _window_view(xp, kernel_hw, strides, dilation, out_hw):
 
 
 def _patch_chunks(xp, kernel_hw, strides, dilation, out_hw):
-    """Yield (n0, n1, patches) with patches the (rows, kh·kw·C) im2col matrix of examples n0…n1−1.
+    """Yield (n0, n1, patches): the im2col matrix of examples n0…n1−1, columns ordered (a, b, c).
 
-    The patches live in one buffer reused by every chunk: consume each before the next.
+    patches is (rows, kh·kw·C) — or, for one-channel inputs, (examples, kh·kw, Ho·Wo), whose
+    copy reads whole image rows instead of kw-pixel runs (4× faster on LeNet's first layer).
+    It lives in one buffer reused by every chunk: consume each before the next.
     """
     n, channels = xp.shape[0], xp.shape[-1]
     depth = kernel_hw[0] * kernel_hw[1] * channels
     per_example = out_hw[0] * out_hw[1] * depth
     step = max(1, min(n, CHUNK_ELEMENTS // max(per_example, 1)))
-    view = _window_view(xp, kernel_hw, strides, dilation, out_hw)
+    view = _window_view(xp, kernel_hw, strides, dilation, out_hw)  # (N, Ho, Wo, kh, kw, C)
+    one_channel = channels == 1
+    if one_channel:
+        view = view[..., 0].permute(0, 3, 4, 1, 2)  # (N, kh, kw, Ho, Wo)
     buffer = xp.new_empty((step, *view.shape[1:]))
     for n0 in range(0, n, step):
         n1 = min(n, n0 + step)
         chunk = buffer[: n1 - n0]
         chunk.copy_(view[n0:n1])
-        yield n0, n1, chunk.view(-1, depth)
+        yield n0, n1, chunk.view(n1 - n0, depth, -1) if one_channel else chunk.view(-1, depth)
+
+
+def _matmul_into(patches, weights, out):
+    """out (examples, Ho, Wo, F) = patches · weights, for either patch layout."""
+    if patches.dim() == 2:
+        torch.matmul(patches, weights, out=out.view(-1, weights.shape[1]))
+    else:
+        torch.matmul(patches.transpose(1, 2), weights, out=out.view(out.shape[0], -1, weights.shape[1]))
+
+
+def _accumulate_kernel_gradient(grad, patches, dy):
+    """grad (kh·kw·C, F) += patchesᵀ · dY for either patch layout."""
+    filters = grad.shape[1]
+    if patches.dim() == 2:
+        grad.addmm_(patches.t(), dy.reshape(-1, filters))
+    else:
+        grad.addbmm_(patches, dy.reshape(dy.shape[0], -1, filters))
 
 
 def correlate(xp, kernel, strides, dilation, out_hw, keep_patches=False):
@@ -69,7 +91,7 @@ def correlate(xp, kernel, strides, dilation, out_hw, keep_patches=False):
     out = xp.new_empty((xp.shape[0], *out_hw, filters))
     chunks = 0
     for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation, out_hw):
-        torch.matmul(patches, weights, out=out[n0:n1].view(-1, filters))
+        _matmul_into(patches, weights, out[n0:n1])
         chunks += 1
     if keep_patches:
         return out, patches if chunks == 1 else None
@@ -82,32 +104,32 @@ def kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches=None):
     patches: the forward pass's patch matrix of all examples, if it kept one.
     """
     kh, kw, channels, filters = kernel_shape
-    if patches is not None:
-        return torch.matmul(patches.t(), dy.reshape(-1, filters)).view(kernel_shape)
     grad = xp.new_zeros((kh * kw * channels, filters))
-    for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation, tuple(dy.shape[1:3])):
-        grad.addmm_(patches.t(), dy[n0:n1].reshape(-1, filters))
+    if patches is not None:
+        _accumulate_kernel_gradient(grad, patches, dy)
+        return grad.view(kernel_shape)
+    for n0, n1, chunk in _patch_chunks(xp, (kh, kw), strides, dilation, tuple(dy.shape[1:3])):
+        _accumulate_kernel_gradient(grad, chunk, dy[n0:n1])
     return grad.view(kernel_shape)
 
 
 def input_gradient(dy, kernel, padded_hw, strides, dilation):
-    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f]."""
+    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f], one offset at a time.
+
+    Per kernel offset, one matmul into a reused (N, Ho, Wo, C) buffer and one in-place add to
+    the strided slice of dXp it came from: the adds move whole rows (Wo·C contiguous floats at
+    stride 1), 2.6× faster on LeNet than scattering all offsets of one big matmul.
+    """
     kh, kw, channels, filters = kernel.shape
     (sh, sw), (dh, dw) = strides, dilation
     n, ho, wo, _ = dy.shape
-    depth = kh * kw * channels
-    weights_t = kernel.reshape(depth, filters).t()
     dxp = dy.new_zeros((n, *padded_hw, channels))
-    step = max(1, min(n, CHUNK_ELEMENTS // max(ho * wo * depth, 1)))
-    buffer = dy.new_empty((step * ho * wo, depth))
-    for n0 in range(0, n, step):
-        n1 = min(n, n0 + step)
-        windows = buffer[: (n1 - n0) * ho * wo]
-        torch.matmul(dy[n0:n1].reshape(-1, filters), weights_t, out=windows)
-        windows = windows.view(n1 - n0, ho, wo, kh, kw, channels)
-        for a in range(kh):
-            for b in range(kw):
-                rows = slice(a * dh, a * dh + (ho - 1) * sh + 1, sh)
-                cols = slice(b * dw, b * dw + (wo - 1) * sw + 1, sw)
-                dxp[n0:n1, rows, cols] += windows[:, :, :, a, b]
+    dy2d = dy.reshape(-1, filters)
+    term = dy.new_empty((n, ho, wo, channels))
+    for a in range(kh):
+        for b in range(kw):
+            torch.matmul(dy2d, kernel[a, b].t(), out=term.view(-1, channels))
+            rows = slice(a * dh, a * dh + (ho - 1) * sh + 1, sh)
+            cols = slice(b * dw, b * dw + (wo - 1) * sw + 1, sw)
+            dxp[:, rows, cols] += term
     return dxp
