@@ -268,6 +268,15 @@ def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
     return interleaved[:, :hp, :wp, :]
 
 
+def _band_rows(xp, kernel, out_hw):
+    """Output rows per loop iteration for a large layer under TensorFlow/JAX, else None."""
+    if backend() == "torch":  # eager: chunks are freed as soon as they are used
+        return None
+    from kcnn.layers import correlation_bands
+
+    return correlation_bands.band_rows(ops.shape(xp)[0], out_hw, kernel.shape[:2], ops.shape(xp)[-1])
+
+
 def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
     """Cross-correlation of a channels_last input with explicit zero padding ``pads``.
 
@@ -281,23 +290,33 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
             for small layers, the im2col patches for the gradient). When False the plain
             formula is traced, which every exporter and higher-order autodiff understands.
     """
+    from kcnn.layers import correlation_bands
+
     (top, bottom), (left, right) = pads
     spec = ((0, 0), (top, bottom), (left, right), (0, 0))
 
     def pad(inputs):
         return ops.pad(inputs, spec) if any(v for pair in pads for v in pair) else inputs
 
-    def forward(inputs, weights):
-        return correlate_padded(pad(inputs), weights, strides, dilation, groups)
-
     if not lean_backward:
-        return forward(x, kernel)
+        padded = pad(x)
+        # A static batch: a model being run, not traced for export (exports have a dynamic batch).
+        if isinstance(ops.shape(padded)[0], int):
+            out_hw = _Windows(padded, kernel.shape[:2], strides, dilation, groups).out_hw
+            rows = _band_rows(padded, kernel, out_hw)
+            if rows:
+                return correlation_bands.correlate(padded, kernel, strides, dilation, groups, out_hw, rows)
+        return correlate_padded(padded, kernel, strides, dilation, groups)
 
     @ops.custom_gradient
     def lean(inputs, weights):
         # PyTorch tensors say whether their gradient is wanted (not for a model's input images);
         # TensorFlow and JAX prune unused gradients themselves.
         input_gradient_needed = getattr(inputs, "requires_grad", True)
+        padded = pad(inputs)
+        hp, wp = ops.shape(padded)[1:3]
+        out_hw = _Windows(padded, weights.shape[:2], strides, dilation, groups).out_hw
+        rows = _band_rows(padded, weights, out_hw)
 
         def grad(*args, upstream=None):
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally.
@@ -305,15 +324,21 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
             padded = pad(inputs)
             dx = None
             if input_gradient_needed:
-                hp, wp = ops.shape(padded)[1:3]
-                dxp = _input_gradient(upstream, weights, (hp, wp), strides, dilation, groups)
+                if rows and strides == (1, 1):
+                    dxp = correlation_bands.input_gradient(upstream, weights, (hp, wp), dilation, groups, rows)
+                else:
+                    dxp = _input_gradient(upstream, weights, (hp, wp), strides, dilation, groups)
                 dx = dxp[:, top : top + ops.shape(inputs)[1], left : left + ops.shape(inputs)[2], :]
-            dk = _kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, patches)
+            if rows:
+                dk = correlation_bands.kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, rows)
+            else:
+                dk = _kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, patches)
             return dx, ops.cast(dk, weights.dtype)
 
-        outputs, patches = correlate_padded(
-            pad(inputs), weights, strides, dilation, groups, keep_patches=True
-        )
+        if rows:
+            outputs, patches = correlation_bands.correlate(padded, weights, strides, dilation, groups, out_hw, rows), None
+        else:
+            outputs, patches = correlate_padded(padded, weights, strides, dilation, groups, keep_patches=True)
         return outputs, grad
 
     # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that

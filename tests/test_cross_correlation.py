@@ -79,6 +79,54 @@ def test_outputs_and_gradients_equal_conv2d(case, rng, gradients, call):
         np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
 
 
+LARGE_LAYER_CASES = [  # (kernel_size, strides, dilation_rate, padding, groups)
+    (3, 1, 1, "same", 1), (3, 1, 2, "valid", 2), (5, 2, 1, "same", 1), ((3, 2), (1, 2), 1, 1, 1),
+    (1, 1, 1, "valid", 1),
+]
+
+
+@pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
+def test_large_layer_paths_equal_conv2d(kernel_size, strides, dilation, padding, groups, rng, gradients, call, monkeypatch):
+    """With a tiny im2col budget every layer takes its large-layer path: a loop over bands of
+    output rows (TensorFlow/JAX) or several example chunks in one buffer (PyTorch)."""
+    from kcnn.layers import correlation
+
+    monkeypatch.setattr(correlation, "IM2COL_MAX_ELEMENTS", 600)
+    if BACKEND == "torch":
+        from kcnn.layers import correlation_torch
+
+        monkeypatch.setattr(correlation_torch, "CHUNK_ELEMENTS", 600)
+    kwargs = dict(filters=6, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, groups=groups)
+    builtin = keras.layers.Conv2D(padding="valid" if padding == 1 else padding, **kwargs)
+    explicit = CrossCorrelation2D(padding=padding, **kwargs)
+    x = rng.normal(size=(3, 12, 13, 4)).astype("float32")
+    reference_input = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))) if padding == 1 else x
+    builtin.build(reference_input.shape)
+    explicit.build(x.shape)
+    explicit.set_weights(builtin.get_weights())
+    expected = call(builtin, reference_input)
+    for training in (False, True):
+        np.testing.assert_allclose(call(explicit, x, training=training), expected, atol=1e-4)
+    upstream = rng.normal(size=expected.shape).astype("float32")
+    want = gradients(lambda v: ops.sum(ops.multiply(builtin(v), upstream)), reference_input, builtin)
+    got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
+    if padding == 1:  # the reference saw the padded input: compare the interior of its gradient
+        want = (want[0][:, 1:-1, 1:-1], *want[1:])
+    for name, g, w in zip(["input", "kernel", "bias"], got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
+
+
+def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
+    from kcnn.layers import correlation, correlation_bands
+
+    assert correlation_bands.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
+    assert correlation_bands.band_rows(2, (28, 28), (5, 5), 1) is None  # fits: no loop
+    # Batch known only at run time: planned for Keras's default batch of 32.
+    assert correlation_bands.band_rows(None, (112, 112), (3, 3), 64) == 4
+    monkeypatch.setattr(correlation, "IM2COL_MAX_ELEMENTS", 10)
+    assert correlation_bands.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
+
+
 @pytest.mark.parametrize(
     "kernel_size,strides,dilation,padding,groups",
     [

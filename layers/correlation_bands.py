@@ -1,0 +1,95 @@
+"""Large layers under TensorFlow and JAX: the training pass one band of output rows at a time.
+
+When a layer's whole im2col matrix (every window of every example) would exceed
+``correlation.IM2COL_MAX_ELEMENTS``, the hand-written training pass runs as a loop
+(``keras.ops.fori_loop``) over bands of ``rows`` output rows. Each iteration gathers the full
+``kh·kw·C``-deep windows of its band only — the one deep matmul BLAS runs fastest — and a loop,
+unlike unrolled chunks, makes XLA reuse one band's buffers instead of keeping every chunk alive:
+
+* forward: ``Y[band] = patches(band) · K`` written into the output with ``slice_update``;
+* kernel gradient: ``dK += patches(band)ᵀ · dY[band]``;
+* input gradient (stride 1): each band's windows' gradients scattered back into the band's
+  input rows (which overlap the next band's by ``d·(k−1)`` rows, hence slice + add + update).
+"""
+
+from keras import ops
+
+from kcnn.layers import correlation
+
+# Keras's default batch size: how many examples to plan for when the batch is only known at run time.
+ASSUMED_BATCH = 32
+
+
+def band_rows(batch, out_hw, kernel_hw, channels):
+    """Output rows per band (a divisor of Ho) keeping one band's patches within the budget,
+    or None when the whole patch matrix fits and no loop is needed."""
+    ho, wo = out_hw
+    batch = batch if isinstance(batch, int) else ASSUMED_BATCH
+    per_row = batch * wo * kernel_hw[0] * kernel_hw[1] * channels
+    if per_row * ho <= correlation.IM2COL_MAX_ELEMENTS:
+        return None
+    fitting = [r for r in range(1, ho) if ho % r == 0 and r * per_row <= correlation.IM2COL_MAX_ELEMENTS]
+    return max(fitting, default=1)
+
+
+def _batch(x):
+    n = ops.shape(x)[0]
+    return n if isinstance(n, int) else -1
+
+
+def _input_band(xp, index, rows, kernel_h, stride, dilation):
+    """The padded input rows read by output band ``index`` (``rows`` output rows)."""
+    span = (rows - 1) * stride + (kernel_h - 1) * dilation + 1
+    _, _, wp, channels = ops.shape(xp)
+    return ops.slice(xp, (0, index * rows * stride, 0, 0), (_batch(xp), span, wp, channels))
+
+
+def _output_band(y, index, rows):
+    _, _, wo, filters = ops.shape(y)
+    return ops.slice(y, (0, index * rows, 0, 0), (_batch(y), rows, wo, filters))
+
+
+def correlate(xp, kernel, strides, dilation, groups, out_hw, rows):
+    """Valid cross-correlation (no bias) of padded channels_last ``xp``, ``rows`` rows at a time."""
+    kh, kw, _, filters = kernel.shape
+    n = ops.shape(xp)[0]
+
+    def body(index, out):
+        band = _input_band(xp, index, rows, kh, strides[0], dilation[0])
+        windows = correlation._Windows(band, (kh, kw), strides, dilation, groups)
+        return ops.slice_update(out, (0, index * rows, 0, 0), windows.contract(windows.rows(0, kh), kernel))
+
+    out = ops.zeros((n, *out_hw, filters), dtype=xp.dtype)
+    return ops.fori_loop(0, out_hw[0] // rows, body, out)
+
+
+def kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, rows):
+    """dK = Σ over bands of patches(band)ᵀ · dY[band]."""
+    kh, kw = kernel_shape[:2]
+
+    def body(index, grad):
+        band = _input_band(xp, index, rows, kh, strides[0], dilation[0])
+        windows = correlation._Windows(band, (kh, kw), strides, dilation, groups)
+        patches = windows.rows(0, kh)
+        return ops.add(grad, windows.kernel_gradient(patches, _output_band(dy, index, rows), kernel_shape))
+
+    grad = ops.zeros(kernel_shape, dtype=xp.dtype)
+    return ops.fori_loop(0, ops.shape(dy)[1] // rows, body, grad)
+
+
+def input_gradient(dy, kernel, padded_hw, dilation, groups, rows):
+    """dXp for stride 1: each band's window gradients scattered back into its input rows."""
+    kh, _, cg, _ = kernel.shape
+    span = rows + (kh - 1) * dilation[0]
+    n = ops.shape(dy)[0]
+    size = (_batch(dy), span, padded_hw[1], cg * groups)
+
+    def body(index, dxp):
+        contribution = correlation._scatter_input_gradient(
+            _output_band(dy, index, rows), kernel, (span, padded_hw[1]), dilation, groups
+        )
+        start = (0, index * rows, 0, 0)
+        return ops.slice_update(dxp, start, ops.add(ops.slice(dxp, start, size), contribution))
+
+    dxp = ops.zeros((n, *padded_hw, cg * groups), dtype=dy.dtype)
+    return ops.fori_loop(0, ops.shape(dy)[1] // rows, body, dxp)
