@@ -172,3 +172,32 @@ def test_fit_compiles_with_auto_steps_per_execution(tiny):
     model = _model(r)
     train.fit(model, tiny, r, seed=0, verbose=0)
     assert model.steps_per_execution == train.resolve_steps_per_execution("auto")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_auto_jit_compile_turns_xla_on_for_explicit_tensorflow_models(backend):
+    explicit = models.lenet(conv="explicit", input_shape=(28, 28, 1))
+    builtin = models.lenet(conv="builtin", input_shape=(28, 28, 1))
+    want = True if backend == "tensorflow" else "auto"
+    assert train.resolve_jit_compile("auto", explicit, backend) == want
+    assert train.resolve_jit_compile("auto", builtin, backend) == "auto"
+    assert train.resolve_jit_compile("auto", explicit, backend, distributed=True) == "auto"
+    assert train.resolve_jit_compile(False, explicit, backend) is False
+
+
+@pytest.mark.parametrize("value", ["on", None, 1.5])
+def test_bad_jit_compile(value):
+    model = models.lenet(conv="explicit", input_shape=(28, 28, 1))
+    with pytest.raises(ValueError, match="jit_compile must be 'auto', True or False"):
+        train.resolve_jit_compile(value, model)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="XLA for 'auto' is a TensorFlow-only decision (JAX always compiles)")
+def test_fit_compiles_explicit_tensorflow_models_with_xla(tiny):
+    r = _recipe(epochs=1)
+    keras.utils.set_random_seed(0)
+    model = models.build(r.model, conv="explicit", input_shape=(16, 16, 1), num_classes=4)
+    result = train.fit(model, tiny, r, seed=0, verbose=0)
+    assert model.jit_compile is True
+    assert np.isfinite(result.metrics["train_loss"])

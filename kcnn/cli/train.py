@@ -84,8 +84,8 @@ def build_parser():
     p.add_argument("--mixed-precision", action="store_true",
                    help="mixed_float16 compute (GPU speed-up; the output layer stays float32)")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                   help="XLA / torch.compile for the train step (auto: XLA on jax and on "
-                        "tensorflow with a GPU, eager on torch and CPU-only tensorflow)")
+                   help="XLA / torch.compile for the train step (auto: XLA on jax, on tensorflow "
+                        "with a GPU or --conv explicit; eager on torch and otherwise)")
     p.add_argument("--steps-per-execution", type=_steps_per_execution, default="auto",
                    help="batches per compiled call (fewer Python round trips); auto (default): "
                         "8, or 1 on torch and with a tensorflow --distribute")
