@@ -4,17 +4,19 @@
 
 where ``Xp`` is the zero-padded input, ``s`` the strides and ``d`` the dilation. Each kernel offset
 ``(a, b)`` reads one strided slice of ``Xp``; the slices are multiplied by that offset's
-``(in, out)`` weight matrix and summed. Slices are gathered one kernel row at a time (or all at
-once when that im2col buffer is small), so memory stays a few input-sized buffers at most.
+``(in, out)`` weight matrix and summed. Slices are gathered all at once when that im2col buffer is
+small; larger layers go one kernel row at a time or, when a model runs under TensorFlow/JAX with
+a static batch, as a loop over bands of output rows (``correlation_bands``). Eager PyTorch has its
+own arrangement of the same formula (``correlation_torch``).
 
 The backward pass is written by hand (``keras.ops.custom_gradient``) so that automatic
 differentiation does not keep ``kh·kw`` input-sized slices alive for the backward pass:
 
 * the kernel gradient is, per offset, slice-transposed times the output gradient;
-* the input gradient is itself a cross-correlation: the output gradient, zero-padded by
-  ``d·(k−1)``, correlated with the spatially flipped, in/out-transposed kernel. For strides > 1
-  it is computed per stride phase (the rows ``p ≡ r mod s`` of the input gradient only see the
-  kernel rows ``r, r+s, r+2s, …``), so no zeros are ever inserted into the output gradient.
+* the input gradient, for stride 1, scatters each window's gradient ``dY · K[a, b]ᵀ`` back to the
+  input positions the window read; for strides > 1 it is the output gradient correlated with the
+  spatially flipped, in/out-transposed kernel, per stride phase (the rows ``p ≡ r mod s`` of the
+  input gradient only see the kernel rows ``r, r+s, r+2s, …``), so no zeros are ever inserted.
 
 All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channels_first inputs.
 """
@@ -288,7 +290,9 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
         groups: number of channel groups.
         lean_backward: use the hand-written backward pass (keeps only ``x``, ``kernel`` and,
             for small layers, the im2col patches for the gradient). When False the plain
-            formula is traced, which every exporter and higher-order autodiff understands.
+            formula is traced, which every exporter and higher-order autodiff understands
+            (a static batch of a large layer runs as a loop over output bands: exports trace a
+            dynamic batch and get the unrolled formula).
     """
     from kcnn.layers import correlation_bands
 
