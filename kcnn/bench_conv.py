@@ -12,6 +12,10 @@ Time: one child process per backend builds both variants with the same weights a
 the repetitions, ratio explicit / builtin. TensorFlow is timed with and without ``jit_compile``
 in the same process, JAX with jit, torch eagerly.
 
+Matmul floor (``kcnn.bench_conv_floor``): per backend, the im2col matmuls alone on pre-gathered
+patches vs the convolution's forward + kernel gradient, on the VGG block — the least any
+slices-plus-matmul layer can cost there.
+
 Memory: one fresh child per (backend, jit, model, variant) records ``ru_maxrss`` after building
 the model and its input (baseline), after forward passes and after training steps. The ratio is
 taken on the peak RSS (what the design notes report) and on the growth above the baseline.
@@ -21,6 +25,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from kcnn import bench
+from kcnn.bench_conv_floor import child_floor  # noqa: F401  (the "conv:floor" child task)
 
 TIME_TARGET = {"tensorflow-jit": 1.10, "jax-jit": 1.10, "torch-eager": 1.5}
 MEMORY_TARGET = 1.25
@@ -194,16 +199,33 @@ def run(ctx) -> dict:
             row["target"] = target
             row["meets_target"] = None if target is None else row["ratio"] <= target
         time_rows += rows
+    floor_rows = []
+    for backend in ctx.backends:
+        label, jit = configs(backend, ctx.tiny)[0]
+        ctx.say(f"[conv] matmul floor on {backend}")
+        spec = {"jit": jit, "size": ctx.size, "repeats": ctx.repeats}
+        try:
+            row = bench.run_child("conv:floor", spec, backend=backend, timeout=ctx.timeout)
+        except bench.BenchError as e:
+            errors.append(str(e))
+            continue
+        target = TIME_TARGET[label]
+        floor_rows.append({"config": label, **row, "target": target, "floor_within_target": row["ratio"] <= target})
     ctx.say("[conv] peak memory, one process per variant")
     memory_rows, memory_errors = _memory_rows(ctx)
     return {
         "time": time_rows,
+        "floor": floor_rows,
         "memory": memory_rows,
         "errors": errors + memory_errors,
         "tables": [
             {"rows": "time", "title": "time per call, explicit CrossCorrelation2D / Conv2D",
              "columns": ["config", "model", "mode", "batch", "builtin_ms", "explicit_ms",
                          "ratio", "target", "meets_target"]},
+            {"rows": "floor", "title": "matmul floor: im2col matmuls alone on pre-gathered patches / "
+                                       "the convolution's forward + kernel gradient",
+             "columns": ["config", "model", "batch", "conv_ms", "matmul_ms", "ratio", "target",
+                         "floor_within_target"]},
             {"rows": "memory", "title": "peak RSS (MiB), one fresh process per variant",
              "columns": ["config", "model", "mode", "builtin_peak_mib", "explicit_peak_mib",
                          "ratio", "builtin_growth_mib", "explicit_growth_mib", "growth_ratio",

@@ -124,6 +124,10 @@ def _check_conv(section):
     for row in section["time"]:
         assert _finite(row["builtin_ms"]) and _finite(row["explicit_ms"])
         assert row["ratio"] == pytest.approx(row["explicit_ms"] / row["builtin_ms"])
+    (floor,) = section["floor"]  # one per backend: the current one
+    assert floor["model"] == "vgg_block" and _finite(floor["conv_ms"]) and _finite(floor["matmul_ms"])
+    assert floor["ratio"] == pytest.approx(floor["matmul_ms"] / floor["conv_ms"])
+    assert floor["floor_within_target"] == (floor["ratio"] <= floor["target"])
     assert {r["mode"] for r in section["memory"]} == {"train", "forward"}
     for row in section["memory"]:
         assert row["builtin_peak_mib"] > 50 and row["explicit_peak_mib"] > 50
