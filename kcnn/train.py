@@ -235,7 +235,7 @@ def resolve_jit_compile(value, model, backend=None, *, distributed=False):
     (154 vs 63 ms at batch 256) — while built-in convolutions are faster without XLA on CPU.
     Otherwise ``"auto"`` is left to Keras.
     """
-    if value not in ("auto", True, False) or value is None:
+    if value not in ("auto", True, False):
         raise ValueError(f"jit_compile must be 'auto', True or False; received {value!r}")
     backend = backend or keras.backend.backend()
     if value != "auto" or backend != "tensorflow" or distributed:

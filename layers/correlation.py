@@ -107,14 +107,11 @@ class _Windows:
         Eager PyTorch copies each small channels-last slice element by element in ``cat``;
         the view-and-reshape gathers the same numbers 5–10× faster (see bench notes).
         """
-        (sh, sw), (dh, dw), (ho, wo) = self.strides, self.dilation, self.out_hw
-        span_h, span_w = (a1 - a0 - 1) * dh + 1, (self.kw - 1) * dw + 1
-        band = self.xp[:, a0 * dh : a0 * dh + span_h + (ho - 1) * sh]
-        windows = band.unfold(1, span_h, sh).unfold(2, span_w, sw)  # (N, Ho, Wo, C, span_h, span_w)
-        if dh > 1 or dw > 1:
-            windows = windows[..., ::dh, ::dw]
-        windows = windows.permute(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, R, kw, C)
-        return windows.reshape(windows.shape[0], ho, wo, -1)
+        from kcnn.layers import correlation_torch
+
+        band = self.xp[:, a0 * self.dilation[0] :]
+        windows = correlation_torch._window_view(band, (a1 - a0, self.kw), self.strides, self.dilation, self.out_hw)
+        return windows.reshape(windows.shape[0], *self.out_hw, -1)
 
     def contract(self, patches, kernel_rows):
         """patches of R kernel rows · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F)."""

@@ -23,11 +23,9 @@ CHUNK_ELEMENTS = 1 << 23
 
 def usable(groups):
     """True when this path may run: PyTorch eager, autograd off, not tracing, one group."""
-    return (
-        groups == 1
-        and not torch.is_grad_enabled()
-        and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
-    )
+    from kcnn.layers import correlation
+
+    return groups == 1 and not torch.is_grad_enabled() and correlation._torch_views_usable()
 
 
 def _window_view(xp, kernel_hw, strides, dilation, out_hw):
