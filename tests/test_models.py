@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kcnn import models
-from kcnn.summary import summary as summary_fn
+from kcnn.models.summary import summary as summary_fn
 
 # Small but complete configurations of every registered model (reduced width/dense size so the
 # whole file stays fast; their minimum input sizes are used on purpose). Tests reuse these exact
@@ -153,14 +153,14 @@ def test_vgg_custom_arch():
 def test_builtin_and_explicit_variants_match(name):
     builtin = models.build(name, conv="builtin", **TINY[name])
     explicit = models.build(name, conv="explicit", **TINY[name])
-    assert models.conv_variant(builtin) == "builtin"
-    assert models.conv_variant(explicit) == "explicit"
+    assert models.conv_kind(builtin) == "builtin"
+    assert models.conv_kind(explicit) == "explicit"
     assert builtin.name == explicit.name == name
     assert builtin.count_params() == explicit.count_params()
     assert weight_shapes(builtin) == weight_shapes(explicit)
     # Same weights -> same outputs.
     converted = models.convert(builtin, conv="explicit")
-    assert models.conv_variant(converted) == "explicit"
+    assert models.conv_kind(converted) == "explicit"
     assert weight_shapes(converted) == weight_shapes(explicit)
     explicit.set_weights(builtin.get_weights())
     x = images(TINY[name]["input_shape"], seed=1)
@@ -175,7 +175,7 @@ def test_convert_round_trip(name):
     explicit = models.build(name, conv="explicit", **TINY[name])
     builtin = models.convert(explicit, conv="builtin")
     back = models.convert(builtin, conv="explicit")
-    assert models.conv_variant(builtin) == "builtin" and models.conv_variant(back) == "explicit"
+    assert models.conv_kind(builtin) == "builtin" and models.conv_kind(back) == "explicit"
     assert [l.name for l in back.layers] == [l.name for l in explicit.layers]
     assert [type(l) for l in back.layers] == [type(l) for l in explicit.layers]
     # Rebuilding from the other variant gives the builder's own layer list.

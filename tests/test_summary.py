@@ -10,7 +10,7 @@ import pytest
 
 from kcnn import models
 from kcnn.cli import summary as cli
-from kcnn.summary import layer_macs, summary
+from kcnn.models.summary import layer_macs, summary
 
 # LeNet on 28x28x1, MACs = c_out * c_in * k_h * k_w * h_out * w_out for a conv, in * out for dense:
 LENET_MACS = (

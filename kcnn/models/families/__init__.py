@@ -1,0 +1,1 @@
+"""One module per architecture family: its layer specs and its builder function."""
