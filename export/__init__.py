@@ -5,6 +5,9 @@ output; it never imports kcnn's model builders, data or training code.
 
 * :func:`export_onnx` — Keras model -> ``.onnx`` (input ``images``, output ``logits``, labels
   and preprocessing in the metadata), written atomically.
+* :func:`export_explain` — the explain file beside it (``model.explain.onnx``: conv/pool
+  activations, logits, first kernel) that ``kcnn-serve``'s page shows; ``export_onnx(...,
+  explain=True)`` writes both.
 * :func:`verify` — Keras vs onnxruntime on the same samples.
 * :class:`OnnxPredictor` — onnxruntime inference with the file's own preprocessing.
 * :func:`write_triton_repo` — Triton Inference Server model repository.
@@ -23,6 +26,8 @@ _EXPORTS = {
     "ExportError": "onnx_export",
     "ExportResult": "onnx_export",
     "export_onnx": "onnx_export",
+    "export_explain": "explain",
+    "explain_path": "explainer",
     "InvalidModelError": "predictor",
     "OnnxPredictor": "predictor",
     "Prediction": "predictor",

@@ -12,6 +12,8 @@ Keys (all strings):
 * ``kcnn.output`` — ``"logits"`` or ``"probabilities"`` (the model already ends in softmax).
 * ``kcnn.exporter`` — the converter that produced the raw graph (e.g. ``"tf2onnx 1.17.0"``).
 * ``kcnn.quantization`` — ``"int8"`` / ``"fp16"``, present only for quantized files.
+* ``kcnn.explain`` — JSON, only in explain files (``model.explain.onnx``): the outputs for the
+  conv/pool activations and the first kernel, see :mod:`kcnn.export.explain`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ VERSION = "kcnn.version"
 OUTPUT = "kcnn.output"
 EXPORTER = "kcnn.exporter"
 QUANTIZATION = "kcnn.quantization"
+EXPLAIN = "kcnn.explain"
 
-KEYS = (LABELS, PREPROCESSING, MODEL, CONV, BACKEND, VERSION, OUTPUT, EXPORTER, QUANTIZATION)
-JSON_KEYS = (LABELS, PREPROCESSING)
+KEYS = (LABELS, PREPROCESSING, MODEL, CONV, BACKEND, VERSION, OUTPUT, EXPORTER, QUANTIZATION,
+        EXPLAIN)
+JSON_KEYS = (LABELS, PREPROCESSING, EXPLAIN)
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos", "box")
 _PREPROCESSING_FIELDS = ("input_size", "channels", "color", "scale", "mean", "std", "resize",

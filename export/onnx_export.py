@@ -50,6 +50,7 @@ class ExportResult:
         metadata: the decoded kcnn metadata written into the file.
         quantization: ``None``, or the report of :func:`kcnn.export.quantize.accuracy_change`
             plus ``mode`` (the report has only ``mode`` when no samples were given).
+        explain: the explain file written beside ``path`` (``explain=True``), else ``None``.
     """
 
     path: pathlib.Path
@@ -58,6 +59,7 @@ class ExportResult:
     num_classes: int
     metadata: dict
     quantization: dict | None = None
+    explain: pathlib.Path | None = None
 
     def __fspath__(self):
         return os.fspath(self.path)
@@ -225,7 +227,7 @@ def _smoke_test(path, input_shape, num_classes):
 
 
 def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, model_name=None,
-                conv=None, quantize=None, samples=None):
+                conv=None, quantize=None, samples=None, explain=False):
     """Export a Keras image classifier to an ONNX file that onnxruntime can serve alone.
 
     The file has one float32 input ``images`` of shape ``[batch, H, W, C]`` (``batch`` is a
@@ -249,6 +251,9 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         samples: for ``quantize`` only: preprocessed float32 images ``x`` or a pair
             ``(x, y)``; the float and compressed graphs are compared on them and the report is
             returned in ``ExportResult.quantization``.
+        explain: also write :func:`kcnn.export.explain_path` of ``path`` (``model.explain.onnx``)
+            with :func:`kcnn.export.export_explain`: the conv/pool activations and first kernel
+            that ``kcnn-serve``'s page shows. ``path`` itself is the same either way.
 
     Returns:
         :class:`ExportResult`.
@@ -285,6 +290,12 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         )
     if x_samples is not None and quantize is None:
         raise ValueError("samples are only used with quantize='int8' or 'fp16'; received quantize=None.")
+    if not isinstance(explain, bool):
+        raise TypeError(f"explain must be True or False; received {explain!r}.")
+    if explain:
+        from kcnn.export.explain import explain_layers
+
+        explain_layers(model)  # fail on a model without conv/pool layers before writing anything
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
@@ -323,5 +334,12 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
             raise ExportError(str(err)) from err
         _smoke_test(final, input_shape, num_classes)
         os.replace(final, path)
+    explained = None
+    if explain:
+        from kcnn.export.explain import export_explain
+
+        explained = export_explain(model, onnx_path=path, opset=opset, labels=labels,
+                                   preprocessing=preprocessing, model_name=model_name)
     return ExportResult(path=path, opset=graph_ops.opset_version(proto), input_shape=input_shape,
-                        num_classes=num_classes, metadata=values, quantization=report)
+                        num_classes=num_classes, metadata=values, quantization=report,
+                        explain=explained)
