@@ -1,6 +1,8 @@
 """``OnnxPredictor``: onnxruntime inference for a kcnn ONNX file, preprocessing included.
 
 Only numpy, Pillow and onnxruntime are imported (no Keras), so predictors and servers start fast.
+PIL images are turned into arrays by :func:`kcnn.export.images.to_array`, the decoder that
+``kcnn-predict`` and ``kcnn-serve`` use too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pathlib
 import numpy as np
 import onnxruntime as ort
 
+from kcnn.export import images as image_decoder
 from kcnn.export import metadata as meta
 
 CUDA = "CUDAExecutionProvider"
@@ -215,15 +218,22 @@ class OnnxPredictor:
 
         Accepts a float array already preprocessed (``(N, H, W, C)`` or ``(H, W, C)``, exact
         size), uint8 arrays (``(H, W)``, ``(H, W, C)`` with C in 1/3/4, or a batch
-        ``(N, H, W)`` / ``(N, H, W, C)``) of any size, PIL images, or a list of those. uint8
-        images are resized, converted to grayscale/RGB and scaled as the metadata says.
+        ``(N, H, W)`` / ``(N, H, W, C)``) of any size, PIL images (decoded by
+        :func:`kcnn.export.images.to_array`: EXIF orientation, 16-bit, palette, CMYK, alpha), or
+        a list of those. uint8 images are resized, converted to grayscale/RGB and scaled as the
+        metadata says.
+
+        Raises:
+            ValueError: wrong shape/dtype, non-finite floats; :class:`kcnn.export.images.ImageError`
+                (a ValueError) for undecodable or oversized PIL images.
+            TypeError: not an array, PIL image or list.
         """
         if isinstance(images, (list, tuple)):
             if not images:
                 raise ValueError(f"images is an empty list; {self._expected()}.")
             return np.concatenate([self.preprocess(image) for image in images])
         if _is_pil(images):
-            return self._from_uint8(np.asarray(_pil_to_array_mode(images)))[None]
+            return self._from_uint8(image_decoder.to_array(images))[None]
         if not isinstance(images, np.ndarray):
             raise TypeError(
                 f"images must be a numpy array, a PIL image or a list of those; received "
@@ -351,17 +361,3 @@ def _is_pil(obj):
         return False
     return isinstance(obj, Image.Image)
 
-
-def _pil_to_array_mode(image):
-    """PIL image -> L or RGB (palette, 16-bit, CMYK, alpha… converted)."""
-    if image.mode in ("L", "RGB"):
-        return image
-    if image.mode in ("LA", "I", "I;16", "F", "1"):
-        if image.mode in ("I", "I;16", "F"):
-            array = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if array.max(initial=0) > 255 else 255.0
-            from PIL import Image
-
-            return Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), "L")
-        return image.convert("L")
-    return image.convert("RGB")

@@ -1,9 +1,9 @@
-"""kcnn.argtypes: the argparse converters every kcnn command line uses."""
+"""kcnn.cli.argtypes: the argparse converters every kcnn command line uses."""
 import argparse
 
 import pytest
 
-from kcnn import argtypes
+from kcnn.cli import argtypes
 
 
 @pytest.mark.parametrize("convert,text,value", [

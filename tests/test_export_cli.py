@@ -18,10 +18,8 @@ LABELS = [f"digit{i}" for i in range(10)]
 
 def run_cli(name, *args, timeout=300):
     script = pathlib.Path(sys.executable).parent / name
-    func = {"kcnn-export": "export_main", "kcnn-predict": "predict_main"}[name]
-    command = ([str(script)] if script.exists() else
-               [sys.executable, "-c", f"import sys; from kcnn.export.cli import {func}; "
-                                      f"sys.exit({func}())"])
+    module = {"kcnn-export": "kcnn.cli.export", "kcnn-predict": "kcnn.cli.predict"}[name]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", module]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(command + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, env=env)

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kcnn.export.serve import (BatcherStopped, MicroBatcher, RequestError, decode_image,
-                               instance_array, parse_json_body, parse_multipart_body, parse_top_k)
+from kcnn.export.serving.batcher import BatcherStopped, MicroBatcher
+from kcnn.export.serving.requests import (RequestError, decode_image, instance_array,
+                                          parse_json_body, parse_multipart_body, parse_top_k)
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -189,9 +190,9 @@ def test_decode_image_rejects_non_images(body):
 
 
 def test_decode_image_rejects_huge_images(monkeypatch):
-    from kcnn.export import serve
+    from kcnn.export.serving import requests
 
-    monkeypatch.setattr(serve, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(requests, "MAX_IMAGE_PIXELS", 100)
     assert decode_image(_png(np.zeros((10, 10), np.uint8))).shape == (10, 10)
     with pytest.raises(RequestError, match="exceeds") as info:
         decode_image(_png(np.zeros((10, 11), np.uint8)))
@@ -250,7 +251,21 @@ def test_parse_multipart_body():
     body, content_type = _multipart(
         [("a", ("a.png", b"first\r\n--x", "image/png")), ("b", ("b.bin", b"second", None))],
         {"top_k": "3", "other": "ignored"})
-    assert parse_multipart_body(body, content_type) == ([b"first\r\n--x", b"second"], "3")
+    assert asyncio.run(parse_multipart_body(body, content_type)) == (
+        [b"first\r\n--x", b"second"], "3")
+
+
+@pytest.mark.parametrize("kwargs, files, data", [
+    ({"max_files": 2}, 3, {}),
+    ({"max_fields": 1}, 1, {"top_k": "1", "other": "x"}),
+    ({"max_field_bytes": 10}, 1, {"top_k": "1" * 11}),
+])
+def test_parse_multipart_body_limits_get_413(kwargs, files, data):
+    body, content_type = _multipart(
+        [("file", (f"{i}.png", b"x", "image/png")) for i in range(files)], data)
+    with pytest.raises(RequestError, match="limit") as info:
+        asyncio.run(parse_multipart_body(body, content_type, **kwargs))
+    assert info.value.status == 413
 
 
 @pytest.mark.parametrize("body, content_type", [
@@ -260,7 +275,7 @@ def test_parse_multipart_body():
 ])
 def test_parse_multipart_body_rejects(body, content_type):
     with pytest.raises(RequestError, match="multipart") as info:
-        parse_multipart_body(body, content_type)
+        asyncio.run(parse_multipart_body(body, content_type))
     assert info.value.status == 400
 
 
@@ -281,7 +296,7 @@ def test_parse_top_k_rejects(value):
 # --------------------------------------------------------------------------------------------------
 def _serve_command():
     script = os.path.join(os.path.dirname(sys.executable), "kcnn-serve")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.export.serve"]
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.cli.serve"]
 
 
 class Server:
@@ -497,6 +512,12 @@ def test_too_many_instances_get_413(server):
     body = {"instances": [[[0]]] * 300}  # the fixture's server allows 256
     response = httpx.post(server.url + "/v1/predict", json=body)
     assert response.status_code == 413 and "instances" in response.json()["error"]
+
+
+def test_too_many_multipart_files_get_413(server, digits):
+    files = [("file", (f"{i}.png", _png(digits[0]), "image/png")) for i in range(257)]
+    response = httpx.post(server.url + "/v1/predict", files=files)  # the server allows 256
+    assert response.status_code == 413 and "files" in response.json()["error"]
 
 
 def test_unknown_route_and_wrong_method(server):

@@ -3,7 +3,7 @@
 Every figure is a ratio against a reference measured in the same run (explicit vs built-in conv,
 kcnn vs plain PyTorch, onnxruntime vs Keras), after warm-up, median of ``--repeats`` repetitions.
 Exit codes: 0 all sections ran, 1 a section failed (its error is in the JSON and the table),
-2 bad usage (one line on stderr).
+2 bad usage, 130 interrupted (one line on stderr; see :mod:`kcnn.cli.base`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from kcnn import argtypes
+from kcnn.cli import argtypes
+from kcnn.cli.base import Parser, UsageError, entry_point
 
 EPILOG = """\
 sections:
@@ -29,15 +30,6 @@ examples:
 SECTION_CHOICES = ("conv", "torch", "inference", "serving", "train", "all")
 
 
-class UsageError(Exception):
-    """Bad command line: exit 2 with one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def _backends(text):
     names = [t.strip() for t in text.split(",") if t.strip()]
     accepted = ("tensorflow", "jax", "torch")
@@ -52,7 +44,8 @@ def _backends(text):
 
 
 def build_parser():
-    p = _Parser(prog="kcnn-bench", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+    """The ``kcnn-bench`` argument parser."""
+    p = Parser("kcnn-bench", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", choices=SECTION_CHOICES, action="append",
                    help="section to run; repeat for several (default all)")
@@ -70,20 +63,18 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    """Console entry point; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-        if args.out:
-            folder = os.path.dirname(os.path.abspath(args.out))
-            if not os.path.isdir(folder):
-                raise UsageError(f"--out {args.out}: folder {folder} does not exist")
-            if os.path.isdir(args.out):
-                raise UsageError(f"--out {args.out}: is a folder, expected a file name")
-    except UsageError as e:
-        print(f"kcnn-bench: error: {e}", file=sys.stderr)
-        return 2
+def _check_out(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path}: is a folder, expected a file name")
 
+
+def run(args) -> int:
+    """Run the sections, print the table, write the JSON; 1 if a section failed."""
+    if args.out:
+        _check_out(args.out)
     from kcnn import bench
 
     sections = args.section or ["all"]
@@ -94,18 +85,17 @@ def main(argv=None):
     elif backends == "current":
         backends = (bench.current_backend(),)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    try:
-        results = bench.run(sections, size=args.size, repeats=args.repeats, backends=backends,
-                            log=log)
-    except KeyboardInterrupt:
-        print("kcnn-bench: error: interrupted", file=sys.stderr)
-        return 130
+    results = bench.run(sections, size=args.size, repeats=args.repeats, backends=backends,
+                        log=log)
     print(bench.format_table(results))
     if args.out:
         bench.write_results(args.out, results)
         print(f"results: {args.out}")
     failed = any("error" in s or s.get("errors") for s in results["sections"].values())
     return 1 if failed else 0
+
+
+main = entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from kcnn import argtypes
-from kcnn.stdio import native_stderr_silenced
+from kcnn.cli import argtypes
+from kcnn.cli.base import Parser, UsageError, entry_point
 
 
 def _input_shape(text):
@@ -27,16 +27,10 @@ def _input_shape(text):
     return shape
 
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line on stderr (exit code 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
-
 def build_parser():
-    parser = _Parser(
-        prog="kcnn-summary",
+    """The ``kcnn-summary`` argument parser."""
+    parser = Parser(
+        "kcnn-summary",
         description="Layer-by-layer table of a kcnn model: output shape, parameters, "
                     "multiply-accumulates (MACs) and activation memory per example.")
     parser.add_argument("name", nargs="?", help="model name (see --list), e.g. lenet, vgg11")
@@ -53,17 +47,16 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with native_stderr_silenced():  # imported after parsing: it loads Keras and its backend
-        from kcnn import models
+def run(args) -> None:
+    """Build the model and print its table (or JSON, or the list of names)."""
+    from kcnn import models  # imported after parsing: it loads Keras and its backend
 
     if args.list:
         print("\n".join(models.available()))
-        return 0
+        return
     if args.name is None:
-        parser.error(f"a model name is required; available models: {', '.join(models.available())}")
+        raise UsageError(f"a model name is required; available models: "
+                         f"{', '.join(models.available())}")
     kwargs = {"conv": args.conv}
     if args.input_shape is not None:
         kwargs["input_shape"] = args.input_shape
@@ -71,18 +64,14 @@ def main(argv=None):
         kwargs["num_classes"] = args.num_classes
     if args.width_ratio is not None:
         if not args.name.startswith("vgg"):
-            parser.error(f"--width-ratio applies to VGG models only; received model {args.name!r}")
+            raise UsageError(f"--width-ratio applies to VGG models only; received model "
+                             f"{args.name!r}")
         kwargs["width_ratio"] = args.width_ratio
-    try:
-        model = models.build(args.name, **kwargs)
-    except ValueError as exc:
-        parser.error(str(exc))
-    table = models.summary(model)
-    if args.json:
-        print(json.dumps(table.to_dict(), indent=2))
-    else:
-        print(table)
-    return 0
+    table = models.summary(models.build(args.name, **kwargs))  # ValueError: exit 2
+    print(json.dumps(table.to_dict(), indent=2) if args.json else table)
+
+
+main = entry_point(build_parser, run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,9 @@
 """``kcnn-train``: train a kcnn model with ``model.fit``, export it to ONNX, report.
 
 With no arguments it trains LeNet (ReLU variant, Adam) on scikit-learn's bundled digits,
-offline, and writes a run folder under ``runs/``. Exit codes: 0 done, 1 training or export
-failed (one line on stderr), 2 bad usage (one line on stderr).
+offline, and writes a run folder under ``runs/``. Exit codes (:mod:`kcnn.cli.base`): 0 done,
+1 training or export failed, 2 bad usage or input, 130 interrupted (the message says how to
+resume); each error is one line on stderr.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import os
 import sys
 import tempfile
 
-from kcnn import argtypes
-from kcnn.stdio import native_stderr_silenced
+from kcnn.cli import argtypes
+from kcnn.cli.base import CommandError, Parser, UsageError, entry_point
 
 EPILOG = """\
 examples:
@@ -27,15 +28,6 @@ confusion.png, kernels.png and config.json (backup/ holds the checkpoint until t
 """
 
 
-class UsageError(Exception):
-    """Bad command line: exit 2 with one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        raise UsageError(message)
-
-
 def _steps_per_execution(text):
     if text == "auto":
         return text
@@ -47,7 +39,8 @@ def _steps_per_execution(text):
 
 
 def build_parser():
-    p = _Parser(prog="kcnn-train", description=__doc__.split("\n\n")[0],
+    """The ``kcnn-train`` argument parser."""
+    p = Parser("kcnn-train", description=__doc__.split("\n\n")[0],
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="lenet",
                    help="model to train: lenet, lenet-modern, alexnet, alexnet-imagenet, vgg11, "
@@ -136,28 +129,14 @@ def _out_dir(args):
     return out
 
 
-def _fail(code, message):
-    print(f"kcnn-train: error: {message}", file=sys.stderr)
-    return code
-
-
-def main(argv=None):
-    """Console entry point; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-        out = _out_dir(args)
-        _check_writable(out)
-    except UsageError as e:
-        return _fail(2, str(e))
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from kcnn import device, runs  # light: no backend imported yet
+def _config(args, out):
+    from kcnn import runs  # light: no backend imported yet
 
     if args.resume:
         try:
             config = runs.load_config(out)
         except runs.RunError as e:
-            return _fail(2, str(e))
+            raise UsageError(str(e)) from None
     else:
         config = runs.RunConfig(
             out=out, model=args.model, conv=args.conv, dataset=args.dataset, recipe=args.recipe,
@@ -167,27 +146,33 @@ def main(argv=None):
             steps_per_execution=args.steps_per_execution, distribute=args.distribute,
             early_stopping=args.early_stopping)
     config.verbose = 0 if args.quiet else "auto"
-    try:
-        with native_stderr_silenced():  # device set-up must precede the backend's start; TF logs at import
-            device.prepare_distribution(config.distribute)
-    except device.DistributionError as e:
-        return _fail(2, str(e))
-    with native_stderr_silenced():
-        import tensorflow  # noqa: F401  (tf.data pipelines on every backend; logs at import)
+    return config
 
-        from kcnn import train
+
+def run(args) -> None:
+    """Check the run folder, train (or resume), export, print the summary lines."""
+    out = _out_dir(args)
+    _check_writable(out)
+    from kcnn import device, runs
+
+    config = _config(args, out)
+    try:  # device set-up must precede the backend's start
+        device.prepare_distribution(config.distribute)
+    except device.DistributionError as e:
+        raise UsageError(str(e)) from None
+    import tensorflow  # noqa: F401  (tf.data pipelines on every backend)
+
+    from kcnn import train
+
     try:
         report = runs.execute(config, resume=args.resume)
     except (runs.RunError, device.DistributionError) as e:
-        return _fail(2, str(e))
+        raise UsageError(str(e)) from None
     except train.TrainingDiverged as e:
-        return _fail(1, str(e))
+        raise CommandError(str(e), code=1) from None
     except KeyboardInterrupt:
-        return _fail(130, f"interrupted; continue with: kcnn-train --out {out} --resume")
-    except Exception as e:  # export or runtime failure: one line, not a traceback
-        if os.environ.get("KCNN_TRACEBACK"):
-            raise
-        return _fail(1, f"{type(e).__name__}: {e}".splitlines()[0])
+        raise CommandError(f"interrupted; continue with: kcnn-train --out {out} --resume",
+                           code=130) from None
     if "summary_line" in report:
         print(report["summary_line"])
         onnx = report.get("onnx")
@@ -195,8 +180,9 @@ def main(argv=None):
             print(f"onnx: max abs diff {onnx['max_abs_diff']:.2e}, top-1 agreement "
                   f"{onnx['top1_agreement']:.3f}")
         print(f"run folder: {out}")
-    return 0
 
+
+main = entry_point(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """argparse ``type=`` converters shared by kcnn's command lines: numbers within bounds.
 
-Each converter raises ``argparse.ArgumentTypeError("expected …, received '…'")``, which the
-command lines turn into one line on stderr and exit code 2.
+Each converter raises ``argparse.ArgumentTypeError("expected …, received '…'")``, which
+:class:`kcnn.cli.base.Parser` turns into one line on stderr and exit code 2.
 """
 from __future__ import annotations
 

@@ -1,0 +1,216 @@
+"""The Starlette app of ``kcnn-serve``: :func:`create_app` and its route groups.
+
+Endpoints
+    ``POST /v1/predict``  an image file body (PNG, JPEG, ... any content type but JSON), a
+                          multipart form with file part(s) (``curl -F file=@x.png``), or JSON
+                          ``{"instances": [array, ...], "top_k": K}``; ``top_k`` may also be a
+                          query parameter (or a form field). Answers ``{"predictions": [{"label",
+                          "index", "score", "top_k": [{"label", "index", "score"}, ...]}, ...]}``,
+                          one per image.
+    ``GET /v1/health``    ``{"status": "ok"}``
+    ``GET /v1/metadata``  labels, preprocessing, input/output names and shapes, provider, model
+                          name, limits.
+    ``GET /v1/stats``     request, image and onnxruntime-call counters of the micro-batcher.
+
+Adding routes: a *route group* is a function ``group(ctx: ServingContext) -> list[BaseRoute]``
+(Starlette ``Route`` / ``Mount`` objects). :data:`DEFAULT_ROUTE_GROUPS` lists the built-in ones;
+pass ``create_app(..., route_groups=[*DEFAULT_ROUTE_GROUPS, my_group])`` or append a group to
+that tuple in this module. Handlers read images exactly as ``/v1/predict`` does with
+``await ctx.read_inputs(request)`` and run the model with ``await ctx.batcher.submit(batch)``;
+raising :class:`RequestError` answers ``{"error": ...}`` with its 4xx status.
+
+Client errors are 4xx JSON ``{"error": ...}``; bodies over ``max_body_bytes``, more than
+``max_instances`` images and images over ``MAX_IMAGE_PIXELS`` get 413.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import numpy as np
+
+from kcnn.export.serving import requests as req
+from kcnn.export.serving.batcher import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, BatcherStopped,
+                                         MicroBatcher)
+from kcnn.export.serving.model import ServedModel
+from kcnn.export.serving.requests import RequestError
+
+#: Bodies up to this size are decoded on the event loop (well under a millisecond for small
+#: images); larger ones in a worker thread, so decoding never blocks the loop for long.
+INLINE_DECODE_BYTES = 32 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Per-request and batching limits of one app (reported by ``GET /v1/metadata``)."""
+
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES
+    max_instances: int = req.DEFAULT_MAX_INSTANCES
+    max_image_pixels: int = req.MAX_IMAGE_PIXELS
+
+    def __post_init__(self):
+        for name in ("max_body_bytes", "max_instances", "max_image_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, received: {name}={value!r}")
+
+    def as_dict(self) -> dict:
+        """The limits as JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ServingContext:
+    """What every route group gets: the model, its micro-batcher and the limits."""
+
+    model: ServedModel
+    batcher: MicroBatcher
+    limits: Limits
+
+    def _prepare(self, body: bytes, content_type: str, files: list[bytes] | None):
+        """Body (or multipart file parts) -> (float32 batch, raw body top_k or None)."""
+        if files is not None:
+            images, top_k = [req.decode_image(f, self.limits.max_image_pixels) for f in files], None
+        elif req.is_json(content_type, body):
+            images, top_k = req.parse_json_body(body, self.limits.max_instances)
+        else:
+            images, top_k = [req.decode_image(body, self.limits.max_image_pixels)], None
+        return np.concatenate([self.model.preprocess(image) for image in images]), top_k
+
+    async def _read_batch(self, request):
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import ClientDisconnect
+
+        try:
+            body = await req.read_body(request, self.limits.max_body_bytes)
+        except ClientDisconnect:
+            raise RequestError(400, "client disconnected before the body was complete") from None
+        content_type = request.headers.get("content-type", "")
+        files, form_top_k = None, None
+        if not req.is_json(content_type, body) and req.is_multipart(content_type):
+            files, form_top_k = await req.parse_multipart_body(
+                body, content_type, max_files=self.limits.max_instances)
+        if len(body) <= INLINE_DECODE_BYTES:  # cheaper than a trip to a worker thread
+            batch, body_top_k = self._prepare(body, content_type, files)
+        else:
+            batch, body_top_k = await run_in_threadpool(self._prepare, body, content_type, files)
+        return batch, (form_top_k if files is not None else body_top_k)
+
+    async def read_inputs(self, request) -> tuple[np.ndarray, int]:
+        """A predict-style request -> (float32 batch for the model, top_k).
+
+        Accepts everything ``POST /v1/predict`` accepts (image body, multipart, JSON) and the
+        ``top_k`` query parameter or body field (default 1); raises :class:`RequestError`.
+        """
+        num_classes = self.model.num_classes
+        query_top_k = request.query_params.get("top_k")
+        if query_top_k is not None:
+            top_k = req.parse_top_k(query_top_k, num_classes, "query parameter")
+        with self.batcher.expecting():
+            batch, body_top_k = await self._read_batch(request)
+        if query_top_k is not None and body_top_k is not None:
+            raise RequestError(400, "top_k given both as query parameter and in the body; use one")
+        if body_top_k is not None:
+            top_k = req.parse_top_k(body_top_k, num_classes, "body field")
+        elif query_top_k is None:
+            top_k = 1
+        return batch, top_k
+
+
+def predict_routes(ctx: ServingContext) -> list:
+    """``POST /v1/predict``."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def predict(request):
+        batch, top_k = await ctx.read_inputs(request)
+        logits = await ctx.batcher.submit(batch)
+        return JSONResponse({"predictions": ctx.model.postprocess(logits, top_k)})
+
+    return [Route("/v1/predict", predict, methods=["POST"])]
+
+
+def info_routes(ctx: ServingContext) -> list:
+    """``GET /v1/health``, ``GET /v1/metadata`` and ``GET /v1/stats``."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    static_metadata = {**ctx.model.metadata(), "limits": ctx.limits.as_dict()}
+
+    async def health(request):
+        return JSONResponse({"status": "ok"})
+
+    async def metadata(request):
+        return JSONResponse(static_metadata)
+
+    async def stats(request):
+        return JSONResponse(ctx.batcher.stats.as_dict())
+
+    return [Route("/v1/health", health, methods=["GET"]),
+            Route("/v1/metadata", metadata, methods=["GET"]),
+            Route("/v1/stats", stats, methods=["GET"])]
+
+
+#: The route groups of a default app, in routing order.
+DEFAULT_ROUTE_GROUPS = (predict_routes, info_routes)
+
+
+def error_response(status: int, message: str, headers=None):
+    """The JSON error every route answers: ``{"error": message}`` with ``status``."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def exception_handlers() -> dict:
+    """Exception type -> handler: client errors as 4xx JSON, shutdown as 503, the rest as 500."""
+    from starlette.exceptions import HTTPException
+
+    async def on_request_error(request, exc: RequestError):
+        return error_response(exc.status, exc.message)
+
+    async def on_http_error(request, exc: HTTPException):
+        return error_response(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    async def on_stopped(request, exc: BatcherStopped):
+        return error_response(503, str(exc))
+
+    async def on_unexpected(request, exc: Exception):
+        return error_response(500, f"internal error: {type(exc).__name__}")
+
+    return {RequestError: on_request_error, HTTPException: on_http_error,
+            BatcherStopped: on_stopped, Exception: on_unexpected}
+
+
+def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
+               max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+               max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES,
+               max_instances: int = req.DEFAULT_MAX_INSTANCES, model_name: str | None = None,
+               route_groups=DEFAULT_ROUTE_GROUPS):
+    """A Starlette app serving ``predictor`` (an :class:`~kcnn.export.OnnxPredictor`).
+
+    ``route_groups`` are functions ``ServingContext -> list of routes`` (see the module doc).
+    The micro-batcher starts and stops with the app's lifespan; ``app.state.serving`` is the
+    :class:`ServingContext` (``app.state.model`` and ``app.state.batcher`` its parts).
+    """
+    from starlette.applications import Starlette
+
+    limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+                    max_instances=max_instances, max_image_pixels=req.MAX_IMAGE_PIXELS)
+    model = ServedModel(predictor, model_name)
+    batcher = MicroBatcher(model.run, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    ctx = ServingContext(model=model, batcher=batcher, limits=limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with batcher:
+            yield
+
+    routes = [route for group in route_groups for route in group(ctx)]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
+    app.state.serving = ctx
+    app.state.batcher = batcher
+    app.state.model = model
+    return app

@@ -1,0 +1,206 @@
+"""Request parsing for ``kcnn-serve``: body limits, JSON instances, multipart uploads, images.
+
+Every function here raises :class:`RequestError` (a status and a message) for a client's mistake,
+which the app answers as ``{"error": message}``; nothing here knows about routes.
+
+What is a library and what stays hand-written, and why:
+
+* ``multipart/form-data`` is parsed by python-multipart through Starlette's ``Request.form()``
+  with its ``max_files`` / ``max_fields`` / ``max_part_size`` limits (over them: 413).
+  File parts are the parts with a file name (what ``curl -F file=@x.png``, browsers and httpx
+  send); a field named ``top_k`` is the top_k; other fields are ignored.
+* :func:`read_body` stays hand-written: Starlette has no body-size limit, and the limit must
+  hold while streaming (chunked uploads, clients that lie about Content-Length), before
+  anything is parsed. The multipart parser then reads the already-limited body.
+* The JSON ``instances`` checks stay hand-written: they are kcnn's request schema (rectangular
+  numbers, uint8 pixel range, finite floats), with one precise 400/422 message per mistake.
+* Image decoding is :mod:`kcnn.export.images`, shared with ``kcnn-predict`` and
+  :class:`~kcnn.export.OnnxPredictor`.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+
+from kcnn.export import images
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_INSTANCES = 256
+#: Decoded-size cap for image bodies: a small PNG can inflate to gigabytes (decompression bomb).
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: Most non-file fields in one multipart form, and the largest one (bytes); over them: 413.
+MAX_FORM_FIELDS = 64
+MAX_FIELD_BYTES = 64 * 1024
+
+_NOT_AN_IMAGE = 'body is neither a readable image (PNG, JPEG, ...) nor JSON {"instances": [...]}'
+
+
+class RequestError(Exception):
+    """A client error: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        """``status``: the HTTP status (4xx); ``message``: one sentence for the client."""
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, or ``RequestError(413)`` as soon as it is known to exceed ``limit`` bytes.
+
+    The declared Content-Length is checked before reading; the stream is counted while reading, so
+    chunked uploads and lying clients are stopped too.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise RequestError(400, f"invalid Content-Length header: {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of "
+                                    f"{limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_json(content_type: str, body: bytes) -> bool:
+    """Whether a body is JSON: a JSON media type, or no image type and an opening ``{``."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return True
+    if media.startswith("image/"):
+        return False
+    # curl -d sends form content types; a body opening with "{" is no image format.
+    return body.lstrip()[:1] == b"{"
+
+
+def is_multipart(content_type: str) -> bool:
+    """Whether the content type is ``multipart/form-data``."""
+    return content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
+
+
+def parse_top_k(value, num_classes: int, source: str) -> int:
+    """Validate a ``top_k`` from the query string (str) or the JSON body (int)."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.lstrip("-").isdigit() else value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_classes:
+        raise RequestError(400, f"top_k ({source}) must be an integer from 1 to {num_classes}, "
+                                f"received: {value!r}")
+    return value
+
+
+def instance_array(value, index: int) -> np.ndarray:
+    """One JSON instance as an array: integers → uint8 pixels, other numbers → float32 inputs."""
+    name = f"instances[{index}]"
+    if not isinstance(value, list):
+        raise RequestError(400, f"{name} must be a nested list of numbers, received "
+                                f"{type(value).__name__}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise RequestError(400, f"{name} is not a rectangular nested list of numbers") from None
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        raise RequestError(400, f"{name} must be a non-empty rectangular nested list of numbers "
+                                f"(got {array.dtype.kind!r} data of shape {array.shape})")
+    if array.dtype.kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise RequestError(422, f"{name}: integer pixels must lie in [0, 255], received values "
+                                    f"from {array.min()} to {array.max()}")
+        return array.astype(np.uint8)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise RequestError(422, f"{name} contains NaN or infinite values")
+    return array
+
+
+def parse_json_body(body: bytes, max_instances: int = DEFAULT_MAX_INSTANCES
+                    ) -> tuple[list[np.ndarray], object]:
+    """``{"instances": [...], "top_k": K}`` → (arrays, raw top_k or None)."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RequestError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, 'JSON body must be an object {"instances": [...], "top_k": K}')
+    unknown = sorted(set(payload) - {"instances", "top_k"})
+    if unknown:
+        raise RequestError(400, f"unknown JSON field(s) {unknown}; accepted: instances, top_k")
+    instances = payload.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(400, '"instances" must be a non-empty list of arrays, received: '
+                                f"{type(instances).__name__ if instances is not None else 'nothing'}")
+    if len(instances) > max_instances:
+        raise RequestError(413, f"{len(instances)} instances exceed the limit of {max_instances} "
+                                "per request")
+    return [instance_array(v, i) for i, v in enumerate(instances)], payload.get("top_k")
+
+
+async def parse_multipart_body(body: bytes, content_type: str, *,
+                               max_files: int = DEFAULT_MAX_INSTANCES,
+                               max_fields: int = MAX_FORM_FIELDS,
+                               max_field_bytes: int = MAX_FIELD_BYTES
+                               ) -> tuple[list[bytes], object]:
+    """``multipart/form-data`` (``curl -F file=@digit.png``) -> (file parts' bytes, raw top_k or None).
+
+    Parsed by Starlette's ``Request.form()`` (python-multipart) over the body already read; more
+    than ``max_files`` files, ``max_fields`` other fields or a field over ``max_field_bytes``
+    is a 413, a malformed body a 400.
+    """
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request
+
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    # A scope without "app": Starlette then raises MultiPartException (limits are told apart
+    # from malformed bodies below) instead of turning every parse error into a 400.
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(b"content-type", content_type.encode("latin-1", "replace"))]}
+    try:
+        async with Request(scope, receive).form(max_files=max_files, max_fields=max_fields,
+                                                max_part_size=max_field_bytes) as form:
+            files = [await value.read() for _, value in form.multi_items()
+                     if isinstance(value, UploadFile)]
+            top_k = form.get("top_k")
+            top_k = top_k if isinstance(top_k, str) else None
+    except MultiPartException as exc:
+        # Starlette tells its limits apart from parse errors only by the message.
+        if exc.message.startswith(("Too many", "Part exceeded")):
+            raise RequestError(413, f"multipart/form-data body over the limits: {exc.message}"
+                               ) from None
+        raise RequestError(400, f"malformed multipart/form-data body: {exc.message}") from None
+    if not files:
+        raise RequestError(400, "multipart/form-data body holds no file part; send the image as "
+                                "e.g. curl -F file=@image.png")
+    return files, top_k
+
+
+def decode_image(body: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Image bytes -> uint8 array through :func:`kcnn.export.images.decode`, limited to
+    ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`); 413 over the limit, 400 if unreadable."""
+    if not body:
+        raise RequestError(400, "empty request body: send an image file or JSON "
+                                '{"instances": [...]}')
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        return images.decode(body, max_pixels=limit)
+    except images.ImageTooLargeError as exc:
+        raise RequestError(413, str(exc)) from None
+    except images.ImageError:
+        raise RequestError(400, _NOT_AN_IMAGE) from None

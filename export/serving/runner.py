@@ -1,0 +1,86 @@
+"""Running the server: socket binding, uvicorn settings, signals (:func:`serve`).
+
+The socket is bound before uvicorn starts (port 0 picks a free port, and the URL printed is the
+real one); SIGINT/SIGTERM finish the requests in flight, stop the micro-batcher and return.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+
+from kcnn.export.serving.app import create_app
+from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
+from kcnn.export.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+
+#: Seconds uvicorn waits for requests in flight after SIGINT/SIGTERM.
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); port 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
+          max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+          max_instances: int = DEFAULT_MAX_INSTANCES, providers=None, access_log: bool = False,
+          log_level: str = "warning") -> None:
+    """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
+
+    Binds ``host`` (loopback by default) and ``port`` (0: any free port), then prints one line
+    ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. A SIGTERM or SIGINT
+    finishes the requests in flight, stops the micro-batcher and returns normally.
+    """
+    import uvicorn
+
+    from kcnn.export.predictor import OnnxPredictor
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 0 to 65535, received: port={port!r}")
+    predictor = OnnxPredictor(path, providers=providers)
+    app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     max_body_bytes=max_body_bytes, max_instances=max_instances)
+    sock = _bind(host, port)
+    url = _url(sock)
+    if not _is_loopback(sock.getsockname()[0]):
+        print(f"kcnn-serve: warning: listening on {url}, reachable from other machines; the server "
+              "has no authentication or TLS", file=sys.stderr, flush=True)
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"serving {path} on {url}", flush=True)
+
+    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    server = _Server(config)
+    # uvicorn re-raises the signal that stopped it once it has shut down, which would kill the process
+    # with that signal; a graceful stop on request is a normal exit, so handle it with a no-op.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if not server.started:
+        raise RuntimeError(f"the server for {path} on {url} failed to start")

@@ -1,0 +1,139 @@
+"""``kcnn-export``: a saved Keras image classifier (.keras) -> ONNX, verified, compressed, Triton.
+
+    kcnn-export run/model.keras model.onnx --verify-with digits --labels @labels.txt
+    kcnn-export model.keras model.onnx --quantize int8 --triton-repo models/
+
+Exit codes: 0 written, 2 bad usage or bad input (including a failed verification: the file is
+removed), 1 unexpected failure; see :mod:`kcnn.cli.base`.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from kcnn.cli import argtypes
+from kcnn.cli.base import Parser, entry_point
+
+
+def _labels_arg(text):
+    """``a,b,c`` or ``@FILE`` (one label per line)."""
+    if text.startswith("@"):
+        path = pathlib.Path(text[1:])
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"labels file not found: {str(path)!r}")
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    return [part.strip() for part in text.split(",")]
+
+
+def build_parser() -> Parser:
+    """The ``kcnn-export`` argument parser."""
+    parser = Parser(
+        "kcnn-export",
+        description="Export a saved Keras image classifier (.keras) to ONNX, optionally verify it "
+                    "against the Keras model, compress it, and add it to a Triton repository.")
+    parser.add_argument("model", help="saved Keras model (.keras)")
+    parser.add_argument("output", help="ONNX file to write (.onnx)")
+    parser.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default 17; at most 18 on TensorFlow, 23 otherwise)")
+    parser.add_argument("--verify-with", metavar="DATASET", default=None,
+                        help="'digits' (scikit-learn) or an .npz file with x_test [, y_test]: "
+                             "compare Keras and onnxruntime outputs on it")
+    parser.add_argument("--samples", type=argtypes.positive_int, default=256,
+                        help="number of verification samples (default 256)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="largest accepted |Keras - ONNX| difference (default 1e-4)")
+    parser.add_argument("--quantize", choices=("int8", "fp16"), default=None,
+                        help="compress the file (accuracy change reported with --verify-with)")
+    parser.add_argument("--labels", type=_labels_arg, default=None,
+                        help="class names: 'a,b,c' or @FILE with one name per line")
+    parser.add_argument("--name", default=None, help="model name stored in the metadata")
+    parser.add_argument("--triton-repo", metavar="DIR", default=None,
+                        help="also write a Triton model repository DIR/<name>/1/model.onnx")
+    return parser
+
+
+def _checked_paths(args):
+    model_path, output = pathlib.Path(args.model), pathlib.Path(args.output)
+    if model_path.suffix != ".keras":
+        raise ValueError(f"MODEL must be a .keras file; received {str(model_path)!r}")
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model file not found: {str(model_path)!r}")
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"OUT must end in '.onnx'; received {str(output)!r}")
+    return model_path, output
+
+
+def _load_keras_model(path):
+    import keras
+
+    import kcnn.layers  # noqa: F401  (registers kcnn's custom layers for deserialization)
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as err:  # keras raises many types for corrupt/foreign files
+        raise ValueError(f"cannot load {str(path)!r} as a Keras model: {err}") from None
+
+
+def _verify(model, output, samples, args):
+    from kcnn.export.verify import VerificationError, verify
+
+    try:
+        report = verify(model, output, samples[0], atol=args.atol)
+    except VerificationError as err:
+        output.unlink(missing_ok=True)
+        raise ValueError(f"{err} The file was removed.") from None
+    print(f"verified on {args.verify_with} (n={report['n']}): max_abs_diff="
+          f"{report['max_abs_diff']:.3g} mean_abs_diff={report['mean_abs_diff']:.3g} "
+          f"top1_agreement={report['top1_agreement']:.4f}")
+
+
+def _quantize(output, samples, mode):
+    from kcnn.export import quantize as quant
+    from kcnn.export.predictor import OnnxPredictor
+
+    quant_samples = None
+    if samples is not None:
+        x, y = samples
+        quant_samples = (OnnxPredictor(output, ["CPUExecutionProvider"]).preprocess(x), y)
+    report = quant.quantize_onnx(output, output, mode, samples=quant_samples)
+    line = f"quantized to {mode}: {output} ({output.stat().st_size} bytes)"
+    if "top1_agreement" in report:
+        line += (f"; on {report['n']} samples top1_agreement={report['top1_agreement']:.4f} "
+                 f"max_abs_diff={report['max_abs_diff']:.3g}")
+    if "accuracy_change" in report:
+        line += (f" accuracy {report['float_accuracy']:.4f} -> "
+                 f"{report['quantized_accuracy']:.4f} ({report['accuracy_change']:+.4f})")
+    print(line)
+
+
+def run(args) -> None:
+    """Export, then verify / quantize / write the Triton repository as asked."""
+    from kcnn.export.samples import load_samples
+
+    model_path, output = _checked_paths(args)
+    samples = load_samples(args.verify_with, limit=args.samples) if args.verify_with else None
+    # Keras (and its backend) are imported only once the cheap checks have passed.
+    from kcnn.export.onnx_export import export_onnx
+
+    model = _load_keras_model(model_path)
+    result = export_onnx(model, output, opset=args.opset, labels=args.labels,
+                         model_name=args.name)
+    print(f"wrote {output} (opset {result.opset}, input images [batch, "
+          f"{', '.join(map(str, result.input_shape))}], {result.num_classes} classes, "
+          f"{result.metadata['kcnn.backend']} backend)")
+    if samples is not None:
+        _verify(model, output, samples, args)
+    if args.quantize:
+        _quantize(output, samples, args.quantize)
+    if args.triton_repo:
+        from kcnn.export.triton import write_triton_repo
+
+        print(f"wrote Triton model {write_triton_repo(output, args.triton_repo)}")
+
+
+main = entry_point(build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""``kcnn-serve``: serve an ONNX image classifier over HTTP (see :mod:`kcnn.export.serving`).
+
+    kcnn-serve model.onnx --port 8000
+    curl -F file=@digit.png http://127.0.0.1:8000/v1/predict
+
+Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 2 for bad usage or input (missing or
+invalid model, unknown provider, an address that cannot be bound), 1 unexpected failure.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from kcnn.cli import argtypes
+from kcnn.cli.base import Parser, UsageError, entry_point, one_line
+from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
+from kcnn.export.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+
+
+def build_parser() -> Parser:
+    """The ``kcnn-serve`` argument parser."""
+    parser = Parser(
+        "kcnn-serve",
+        description="Serve an ONNX image classifier over HTTP: POST /v1/predict (image file body, "
+                    'multipart upload or JSON {"instances": [...]}), GET /v1/health, '
+                    "GET /v1/metadata, GET /v1/stats.")
+    parser.add_argument("model", help="ONNX file written by kcnn-export")
+    parser.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1, loopback only)")
+    parser.add_argument("--port", metavar="N", type=argtypes.port, default=8000,
+                        help="port (default 8000; 0: any free)")
+    parser.add_argument("--max-batch", metavar="N", type=argtypes.positive_int,
+                        default=DEFAULT_MAX_BATCH,
+                        help=f"most images per onnxruntime call (default {DEFAULT_MAX_BATCH})")
+    parser.add_argument("--max-wait-ms", metavar="MS", type=argtypes.non_negative_float,
+                        default=DEFAULT_MAX_WAIT_MS,
+                        help="longest wait for more requests to fill a batch "
+                             f"(default {DEFAULT_MAX_WAIT_MS:g} ms)")
+    parser.add_argument("--max-body-bytes", metavar="N", type=argtypes.positive_int,
+                        default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"largest request body; larger ones get 413 (default "
+                             f"{DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--max-instances", metavar="N", type=argtypes.positive_int,
+                        default=DEFAULT_MAX_INSTANCES,
+                        help="most images in one request (JSON instances or multipart files); "
+                             f"more get 413 (default {DEFAULT_MAX_INSTANCES})")
+    parser.add_argument("--providers", metavar="LIST", default=None,
+                        help="comma-separated onnxruntime execution providers, in order of "
+                             "preference (default: CUDA if it loads, else CPU)")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    return parser
+
+
+def run(args) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    from kcnn.export.serving.runner import serve
+
+    providers = ([p.strip() for p in args.providers.split(",") if p.strip()]
+                 if args.providers else None)
+    if not os.path.isfile(args.model):
+        raise UsageError(f"model file not found: {args.model}")
+    try:
+        serve(args.model, args.host, args.port, max_batch=args.max_batch,
+              max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
+              max_instances=args.max_instances, providers=providers, access_log=args.access_log)
+    except OSError as exc:  # the address is taken, not local, or not allowed
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: "
+                         f"{one_line(exc.strerror or exc)}") from None
+
+
+main = entry_point(build_parser, run)
+
+if __name__ == "__main__":
+    sys.exit(main())
