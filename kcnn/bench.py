@@ -138,7 +138,7 @@ def _version(name):
 
 def current_backend() -> str:
     """The Keras backend a child started from here would use (without importing Keras)."""
-    from kcnn.device import configured_backend
+    from kcnn.training.devices import configured_backend
 
     return configured_backend()
 
@@ -252,7 +252,7 @@ def run(sections=SECTIONS, *, size="tiny", repeats=None, backends=None, workdir=
 
 def write_results(path, results: dict) -> str:
     """Write ``results`` as JSON to ``path`` atomically."""
-    from kcnn.report import write_json
+    from kcnn.files import write_json
 
     return write_json(path, results)
 

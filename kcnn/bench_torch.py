@@ -119,7 +119,7 @@ def _fit_numpy(model, images, recipe):
     """model.fit on float32 arrays in memory (no tf.data), same compile as kcnn.train.fit."""
     import math
 
-    from kcnn import train
+    from kcnn import training as train
 
     x = images.x_train.astype("float32") / 255.0
     steps = math.ceil(len(x) / recipe.batch_size)

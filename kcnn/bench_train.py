@@ -13,7 +13,7 @@ import subprocess
 import time
 
 from kcnn import bench
-from kcnn.report import read_json
+from kcnn.files import read_json
 
 CONVS = ("builtin", "explicit")
 

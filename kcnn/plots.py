@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from kcnn.report import atomic_write
+from kcnn.files import atomic_write
 
 __all__ = ["plot_kernels", "plot_feature_maps", "plot_curves", "plot_confusion"]
 

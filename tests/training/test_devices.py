@@ -1,4 +1,4 @@
-"""kcnn.device: device report (mocked GPUs), mixed-precision policy, distribution choice.
+"""kcnn.training.devices / distribution: device report (mocked GPUs), mixed-precision policy, distribution choice.
 
 No GPU exists here, so the accelerator branches run against monkeypatched device listings of
 each library (TensorFlow, JAX, PyTorch) whatever the Keras backend under test.
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from kcnn import device
+from kcnn.training import devices, distribution
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def restore_policy():
 
 
 def test_report_names_the_backend_and_a_device():
-    r = device.device_report()
+    r = devices.device_report()
     assert r["backend"] == keras.backend.backend()
     assert r["device"] == r["devices"][0] and r["device"] == "cpu"
     assert r["dtype_policy"] == "float32"
@@ -37,7 +37,7 @@ def test_tensorflow_listing(monkeypatch, gpus, expected):
     fake = {"GPU": [SimpleNamespace(name=n) for n in gpus],
             "CPU": [SimpleNamespace(name="/device:CPU:0")]}
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: fake[kind])
-    assert device._tf_devices() == expected
+    assert devices._tf_devices() == expected
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_jax_listing(monkeypatch, platforms, expected):
     jax = pytest.importorskip("jax")
     fake = [SimpleNamespace(platform=p, id=i) for i, p in enumerate(platforms)]
     monkeypatch.setattr(jax, "devices", lambda: fake)
-    assert device._jax_devices() == expected
+    assert devices._jax_devices() == expected
 
 
 @pytest.mark.parametrize("count, expected", [(0, ["cpu"]), (2, ["cuda:0", "cuda:1"])])
@@ -57,31 +57,31 @@ def test_torch_listing(monkeypatch, count, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert device._torch_devices() == expected
+    assert devices._torch_devices() == expected
 
 
 def test_report_uses_the_backend_listing(monkeypatch):
     lister = {"tensorflow": "_tf_devices", "jax": "_jax_devices", "torch": "_torch_devices"}
-    monkeypatch.setattr(device, lister[keras.backend.backend()], lambda: ["gpu:0", "gpu:1"])
-    r = device.device_report()
+    monkeypatch.setattr(devices, lister[keras.backend.backend()], lambda: ["gpu:0", "gpu:1"])
+    r = devices.device_report()
     assert r["device"] == "gpu:0" and r["devices"] == ["gpu:0", "gpu:1"]
 
 
 def test_mixed_precision_policy(restore_policy):
-    assert device.set_mixed_precision(True) == "mixed_float16"
-    assert device.device_report()["dtype_policy"] == "mixed_float16"
-    assert device.set_mixed_precision(False) == "float32"
+    assert devices.set_mixed_precision(True) == "mixed_float16"
+    assert devices.device_report()["dtype_policy"] == "mixed_float16"
+    assert devices.set_mixed_precision(False) == "float32"
     with pytest.raises(TypeError, match="enabled must be a bool"):
-        device.set_mixed_precision("yes")
+        devices.set_mixed_precision("yes")
 
 
 def test_float32_output_keeps_logits_in_float32(restore_policy):
     from kcnn import models
 
-    device.set_mixed_precision(True)
+    devices.set_mixed_precision(True)
     model = models.build("lenet-modern", input_shape=(16, 16, 1), num_classes=3)
     assert model.layers[1].compute_dtype == "float16"
-    device.float32_output(model)
+    devices.float32_output(model)
     assert model.layers[-1].compute_dtype == "float32"
     assert model.layers[-2].compute_dtype == "float16"
     out = model(np.zeros((2, 16, 16, 1), "float32"))
@@ -90,25 +90,25 @@ def test_float32_output_keeps_logits_in_float32(restore_policy):
 
 def test_float32_output_leaves_float32_models_alone(restore_policy):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    assert device.float32_output(model) is model
+    assert devices.float32_output(model) is model
     assert model.layers[-1].dtype_policy.name == "float32"
 
 
 @pytest.mark.parametrize("kind", ["mirrored", "multiworker"])
 def test_torch_has_no_distribution(kind):
-    with pytest.raises(device.DistributionError, match="not supported on the torch backend"):
-        device.prepare_distribution(kind, backend="torch")
+    with pytest.raises(distribution.DistributionError, match="not supported on the torch backend"):
+        distribution.prepare_distribution(kind, backend="torch")
 
 
 def test_jax_mirrored_forces_host_devices(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    device.prepare_distribution("mirrored", backend="jax", cpu_replicas=2)
+    distribution.prepare_distribution("mirrored", backend="jax", cpu_replicas=2)
     import os
 
     assert os.environ["XLA_FLAGS"] == (
         "--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=2")
-    with pytest.raises(device.DistributionError, match="needs the tensorflow backend"):
-        device.prepare_distribution("multiworker", backend="jax")
+    with pytest.raises(distribution.DistributionError, match="needs the tensorflow backend"):
+        distribution.prepare_distribution("multiworker", backend="jax")
 
 
 @pytest.mark.parametrize(
@@ -123,19 +123,19 @@ def test_multiworker_needs_a_valid_tf_config(monkeypatch, tf_config, fragment):
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
-    with pytest.raises(device.DistributionError, match=fragment):
-        device.prepare_distribution("multiworker", backend="tensorflow")
+    with pytest.raises(distribution.DistributionError, match=fragment):
+        distribution.prepare_distribution("multiworker", backend="tensorflow")
 
 
 def test_unknown_distribution():
-    with pytest.raises(device.DistributionError, match="distribute must be one of none, mirrored"):
-        device.prepare_distribution("ring", backend="tensorflow")
-    with pytest.raises(device.DistributionError):
-        device.make_distribution("ring")
+    with pytest.raises(distribution.DistributionError, match="distribute must be one of none, mirrored"):
+        distribution.prepare_distribution("ring", backend="tensorflow")
+    with pytest.raises(distribution.DistributionError):
+        distribution.make_distribution("ring")
 
 
 def test_no_distribution_is_a_plain_scope():
-    d = device.make_distribution("none")
+    d = distribution.make_distribution("none")
     assert (d.kind, d.replicas, d.is_chief, d.strategy) == ("none", 1, True, None)
     with d.scope():
         keras.layers.Dense(1)
@@ -143,9 +143,9 @@ def test_no_distribution_is_a_plain_scope():
 
 def test_configured_backend_reads_env_then_keras_json(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    assert device.configured_backend() == "jax"
+    assert devices.configured_backend() == "jax"
     monkeypatch.delenv("KERAS_BACKEND")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert device.configured_backend() == "tensorflow"
+    assert devices.configured_backend() == "tensorflow"
     (tmp_path / "keras.json").write_text('{"backend": "torch"}')
-    assert device.configured_backend() == "torch"
+    assert devices.configured_backend() == "torch"

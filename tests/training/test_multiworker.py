@@ -1,4 +1,4 @@
-"""kcnn.distribute_compat: the ``reduce`` Keras 3's TF trainer needs from the multi-worker strategy.
+"""kcnn.training.multiworker: the ``reduce`` Keras 3's TF trainer needs from the multi-worker strategy.
 
 Without ``TF_CONFIG`` the strategy runs as one local worker, which is enough to check the
 reduction rules in-process; the real two-worker ``model.fit`` is exercised end to end by
@@ -19,7 +19,7 @@ def strategy():
 
     saved = os.environ.pop("TF_CONFIG", None)
     try:
-        from kcnn.distribute_compat import MultiWorkerMirroredStrategy
+        from kcnn.training.multiworker import MultiWorkerMirroredStrategy
 
         yield MultiWorkerMirroredStrategy()
     finally:

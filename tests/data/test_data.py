@@ -1,4 +1,4 @@
-"""Tests for kcnn.data / kcnn.datasets_io: every spec kind, bad data, tf.data pipeline."""
+"""Tests for kcnn.data / kcnn.data.arrays: every spec kind, bad data, tf.data pipeline."""
 import gzip
 import io
 import os

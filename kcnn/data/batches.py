@@ -3,7 +3,7 @@
 Keras feeds a ``tf.data`` pipeline to a JAX or PyTorch model by converting every batch from a
 TensorFlow tensor, which costs more than the LeNet training step itself on a small CPU
 (``kcnn-bench --section torch``: NumPy input trained 2.3× faster on JAX). When the preprocessed
-training set fits in ``MAX_IN_MEMORY_BYTES``, ``kcnn.train`` therefore preprocesses it once, with
+training set fits in ``MAX_IN_MEMORY_BYTES``, ``kcnn.training`` therefore preprocesses it once, with
 the very same ``tf.data`` pipeline (so images are identical), and serves NumPy batches from a
 ``keras.utils.PyDataset``. TensorFlow keeps the ``tf.data`` pipeline, which it runs natively.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kcnn import data as kdata
+from kcnn.data.pipeline import make_dataset
 
 MAX_IN_MEMORY_BYTES = 1 << 30  # preprocessed float32 images (train + test) kept in memory at most
 
@@ -26,7 +26,7 @@ def preprocessed_bytes(num_examples: int, image_size, channels: int) -> int:
 def preprocess(x, y, *, image_size=None, channels=None, chunk=1024):
     """Images and labels as ``make_dataset`` yields them, gathered into two NumPy arrays."""
     images, labels = [], []
-    for xb, yb in kdata.make_dataset(x, y, batch_size=chunk, image_size=image_size,
+    for xb, yb in make_dataset(x, y, batch_size=chunk, image_size=image_size,
                                      channels=channels).as_numpy_iterator():
         images.append(xb)
         labels.append(yb)

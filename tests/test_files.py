@@ -1,11 +1,11 @@
-"""kcnn.report: atomic JSON/CSV writers for the run folder."""
+"""kcnn.files: atomic JSON/CSV writers for the run folder."""
 import json
 import math
 import os
 
 import numpy as np
 
-from kcnn import report
+from kcnn import files as report
 
 
 def test_write_json_is_atomic_and_jsonable(tmp_path):

@@ -1,8 +1,8 @@
-"""kcnn.recipes: d2l / modern presets, overrides, validation, optimizers."""
+"""kcnn.training.recipes: d2l / modern presets, overrides, validation, optimizers."""
 import keras
 import pytest
 
-from kcnn import recipes
+from kcnn.training import recipes
 
 
 @pytest.mark.parametrize(

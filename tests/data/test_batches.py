@@ -1,9 +1,12 @@
-"""kcnn.batches: in-memory NumPy batches (JAX/PyTorch training input) and their selection."""
+"""kcnn.data.batches: in-memory NumPy batches (JAX/PyTorch training input) and their selection."""
 import keras
 import numpy as np
 import pytest
 
-from kcnn import batches, data, models, recipes, train
+from kcnn import data, models
+from kcnn import training as train
+from kcnn.data import batches
+from kcnn.training import recipes
 
 BACKEND = keras.backend.backend()
 

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from kcnn import data as kdata
-from kcnn import models, recipes, train
+from kcnn import models
+from kcnn import training as train
+from kcnn.training import recipes
+from kcnn.files import read_history
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_recipe_by_name_uses_the_model_name(tiny):
                                     keras.layers.Dense(4)], name="mlp"), tiny, "modern")
     with pytest.raises(ValueError, match="model outputs 3 classes but data"):
         train.fit(models.build("lenet", input_shape=(16, 16, 1), num_classes=3), tiny, "d2l")
-    with pytest.raises(TypeError, match="recipe must be a kcnn.recipes.Recipe"):
+    with pytest.raises(TypeError, match="recipe must be a kcnn.training.recipes.Recipe"):
         train.fit(model, tiny, 3)
     with pytest.raises(ValueError, match="early_stopping must be None or a positive int"):
         train.fit(model, tiny, "modern", early_stopping=0)
@@ -104,12 +107,12 @@ def test_interrupted_run_resumes_from_its_backup(tiny, tmp_path):
         train.fit(_model(r), tiny, r, out=str(tmp_path), seed=0, verbose=0,
                   callbacks=[_Interrupt()], jit_compile=False)
     assert (tmp_path / "backup").is_dir()
-    assert [row["epoch"] for row in train.read_history(tmp_path / "history.csv")] == [1]
+    assert [row["epoch"] for row in read_history(tmp_path / "history.csv")] == [1]
     result = train.fit(_model(r), tiny, r, out=str(tmp_path), seed=0, verbose=0,
                        jit_compile=False)
     assert result.metrics["epochs_this_run"] == 2
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
-    assert [row["epoch"] for row in train.read_history(tmp_path / "history.csv")] == [1, 2, 3]
+    assert [row["epoch"] for row in read_history(tmp_path / "history.csv")] == [1, 2, 3]
 
 
 def test_early_stopping_restores_best_weights(tiny):
@@ -201,3 +204,25 @@ def test_fit_compiles_explicit_tensorflow_models_with_xla(tiny):
     result = train.fit(model, tiny, r, seed=0, verbose=0)
     assert model.jit_compile is True
     assert np.isfinite(result.metrics["train_loss"])
+
+
+def test_progress_bar_never_counts_past_the_epoch(tiny, capsys):
+    # 128 examples / batch 12 = 11 steps, 4 per compiled call: from the second epoch on, Keras's
+    # own bar shows 12/11 (keras-team/keras#20861).
+    recipe = _recipe(epochs=3, batch_size=12)
+    train.fit(_model(recipe), tiny, recipe, verbose=1, steps_per_execution=4)
+    counts = re.findall(r"(\d+)/(\d+)", capsys.readouterr().out)
+    assert counts, "no progress bar printed"
+    assert all(int(done) <= int(total) for done, total in counts), counts
+    assert ("11", "11") in counts
+
+
+@pytest.mark.parametrize("bar, seen", [(keras.callbacks.ProgbarLogger, 12), (train.ProgressBar, 11)])
+def test_progress_bar_clamps_the_last_compiled_call(bar, seen, capsys):
+    # What Keras reports when an 11-step epoch ends inside a 4-step compiled call: batch index 11.
+    logger = bar()
+    logger.set_params({"epochs": 1, "steps": 11, "verbose": 1})
+    logger.on_train_begin()
+    logger.on_epoch_begin(0)
+    logger.on_train_batch_end(11, {"loss": 1.0})
+    assert logger.seen == seen

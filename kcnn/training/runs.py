@@ -1,0 +1,233 @@
+"""One complete training run in a run folder — what ``kcnn-train`` does, callable from Python.
+
+:func:`execute` takes a :class:`RunConfig`, trains with :func:`kcnn.training.fit` and leaves in
+``config.out``::
+
+    config.json    the run's configuration (``--resume`` reads it back)
+    history.csv    one row per epoch (train loss/acc, test loss/acc, lr, seconds)
+    backup/        BackupAndRestore checkpoint while the run is unfinished
+    model.keras    the trained model
+    model.onnx     the ONNX export, verified against Keras in onnxruntime
+    report.json    final figures (accuracy, loss, examples/sec, device, ONNX check, ...)
+    curves.png, confusion.png, kernels.png
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+__all__ = ["RunConfig", "RunError", "execute", "load_config", "CONFIG_FILE"]
+
+CONFIG_FILE = "config.json"
+
+
+class RunError(ValueError):
+    """A run cannot start: bad configuration, data or output folder (the message says why)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; ``None`` means "the recipe's value"."""
+
+    out: str
+    model: str = "lenet"
+    conv: str = "builtin"
+    dataset: str = "digits"
+    recipe: str = "modern"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    image_size: int | None = None
+    seed: int = 0
+    export: bool = True
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
+    steps_per_execution: int | str = "auto"
+    distribute: str = "none"
+    early_stopping: int | None = None
+    verbose: str | int = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(out: str) -> RunConfig:
+    """The :class:`RunConfig` saved in run folder ``out`` (for resuming)."""
+    from kcnn.files import read_json
+
+    path = os.path.join(out, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise RunError(f"no run to resume in {out!r}: {CONFIG_FILE} not found")
+    try:
+        values = read_json(path)
+        fields = {f.name for f in dataclasses.fields(RunConfig)}
+        # The folder being resumed is where the run writes, whatever path it was saved under
+        # (a copied run folder must never write into the original).
+        values["out"] = out
+        return RunConfig(**{k: v for k, v in values.items() if k in fields})
+    except (ValueError, TypeError) as e:
+        raise RunError(f"cannot resume from {path}: {e}") from None
+
+
+def _jit(value):
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def _twin(model, build, *, policy=None):
+    """A copy of ``model`` with its trained weights, built by ``build`` outside any distribution
+    strategy and, if given, under dtype ``policy`` (``"float32"``: ONNX export wants float32)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy or previous)
+    try:
+        twin = build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _first_conv_kernel(model):
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Conv2D) and layer.built:
+            return layer
+    return None
+
+
+def _export(model, config, data, out, recipe):
+    """Export ``model.onnx`` and verify it against Keras on up to 256 test images."""
+    import numpy as np
+
+    from kcnn import export as kexport
+    from kcnn.data import make_dataset
+    from kcnn.training.fit import _model_input
+
+    size, channels = _model_input(model)
+    path = os.path.join(out, "model.onnx")
+    kexport.export_onnx(model, path, labels=list(data.class_names), model_name=recipe.model,
+                        conv=config.conv)
+    n = min(256, data.num_test)
+    batch = next(iter(make_dataset(data.x_test[:n], data.y_test[:n], batch_size=n,
+                                         image_size=size, channels=channels)))
+    samples = np.asarray(batch[0], dtype=np.float32)
+    figures = kexport.verify(model, path, samples, atol=1e-3)
+    return {k: (float(v) if k != "n" else int(v)) for k, v in figures.items()}
+
+
+def _recipe_and_data(config):
+    """The recipe and the data set of ``config``; RunError for anything the user got wrong."""
+    from kcnn import data as kdata
+    from kcnn import models
+    from kcnn.training import fit, recipes
+
+    if config.model not in models.available():
+        raise RunError(f"unknown model {config.model!r}; available: {', '.join(models.available())}")
+    try:
+        recipe = recipes.get(config.recipe, config.model, epochs=config.epochs,
+                             batch_size=config.batch_size, lr=config.lr,
+                             optimizer=config.optimizer, image_size=config.image_size)
+        fit.resolve_steps_per_execution(config.steps_per_execution,
+                                        distributed=config.distribute != "none")
+        data = kdata.load(config.dataset, seed=config.seed)
+    except (ValueError, TypeError) as e:  # DataError is a ValueError
+        raise RunError(str(e)) from None
+    return recipe, data
+
+
+def _model_builder(config, recipe, data):
+    from kcnn import models
+
+    input_shape = (recipe.image_size, recipe.image_size, data.image_shape[-1])
+
+    def build():
+        return models.build(recipe.model, conv=config.conv, input_shape=input_shape,
+                            num_classes=data.num_classes, **recipe.model_kwargs)
+
+    return build
+
+
+def _write_figures(local, result, recipe, data, out):
+    from kcnn import plots
+    from kcnn.training.fit import confusion_matrix
+
+    plots.plot_curves(result.history, os.path.join(out, "curves.png"),
+                      title=f"{recipe.model} on {data.name}")
+    plots.plot_confusion(confusion_matrix(local, data), data.class_names,
+                         os.path.join(out, "confusion.png"))
+    kernel = _first_conv_kernel(local)
+    if kernel is not None:
+        plots.plot_kernels(kernel, os.path.join(out, "kernels.png"))
+
+
+def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
+    """Run ``config`` to the end and return the report (also written to ``report.json``).
+
+    Raises:
+        RunError: bad model/recipe/data/output folder (nothing trained).
+        kcnn.training.TrainingDiverged: the loss became NaN.
+        kcnn.training.DistributionError: the distribution is impossible here.
+    """
+    import keras
+
+    from kcnn.files import write_json
+    from kcnn.training import devices, distribution as kdistribution, fit
+
+    started = time.perf_counter()
+    out = config.out
+    recipe, data = _recipe_and_data(config)
+    os.makedirs(out, exist_ok=True)
+    if not resume:
+        write_json(os.path.join(out, CONFIG_FILE), config.to_dict())
+    distribution = kdistribution.make_distribution(config.distribute)
+    devices.set_mixed_precision(config.mixed_precision)
+    keras.utils.set_random_seed(config.seed)
+    build = _model_builder(config, recipe, data)
+    try:
+        with distribution.scope():
+            model = build()
+    except ValueError as e:  # e.g. an image size too small for the architecture
+        raise RunError(str(e)) from None
+    if config.mixed_precision:
+        devices.float32_output(model)
+
+    result = fit.fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
+                     jit_compile=_jit(config.jit_compile),
+                     steps_per_execution=config.steps_per_execution,
+                     early_stopping=config.early_stopping, distribution=distribution)
+    report = {
+        **result.metrics,
+        "model": recipe.model,
+        "conv": config.conv,
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        "recipe": recipe.to_dict(),
+        "seed": config.seed,
+        "mixed_precision": config.mixed_precision,
+        "jit_compile": config.jit_compile,
+        "keras_version": keras.__version__,
+    }
+    if not distribution.is_chief:  # other workers train but leave the outputs to worker 0
+        return report
+
+    model.save(os.path.join(out, "model.keras"))
+    # The other workers have finished, so nothing below may run a collective op (a multi-worker
+    # predict would wait for them forever): use a single-process copy of the trained model.
+    local = model
+    if distribution.kind == "multiworker":
+        local = _twin(model, build)
+        if config.mixed_precision:
+            devices.float32_output(local)
+    _write_figures(local, result, recipe, data, out)
+    if config.export:
+        exportable = _twin(local, build, policy="float32") if config.mixed_precision else local
+        report["onnx"] = _export(exportable, config, data, out, recipe)
+    report["seconds"] = time.perf_counter() - started
+    write_json(os.path.join(out, "report.json"), report)
+    report["summary_line"] = result.summary_line()
+    return report
