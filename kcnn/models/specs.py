@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from kcnn.layers.correlation import output_length
+from kcnn.layers.validation import output_length
 
 
 class Conv(NamedTuple):
