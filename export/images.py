@@ -7,7 +7,7 @@ way it arrives. The rules:
 * EXIF orientation is applied (``PIL.ImageOps.exif_transpose``): a phone photo taken upright is
   classified upright.
 * Gray images stay gray, ``(H, W)``: modes ``1``, ``L``, ``LA``, 16-bit ``I;16*``, ``I``, ``F``
-  and palette images whose palette is gray. Everything else becomes RGB ``(H, W, 3)``: ``P``
+  and palette images whose colours are all gray levels (gray GIFs). Everything else becomes RGB ``(H, W, 3)``: ``P``
   (colour palettes, with or without transparency), ``RGBA``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``.
 * Alpha is dropped (the colour under it is kept), as ``keras.utils.load_img`` and torchvision's
   ``convert("RGB")`` do.
@@ -54,8 +54,11 @@ def _check_size(image, max_pixels):
 
 
 def _is_gray_palette(image):
-    palette = image.palette
-    return palette is not None and palette.mode == "L"
+    """A palette of gray levels only (gray GIFs open as ``P`` with such an RGB palette)."""
+    if image.palette is not None and image.palette.mode == "L":
+        return True
+    colours = np.asarray(image.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+    return len(colours) > 0 and bool((colours == colours[:, :1]).all())
 
 
 def to_array(image, *, max_pixels: int | None = None) -> np.ndarray:

@@ -588,3 +588,74 @@ def test_cli_errors_exit_2_with_one_line(args, match, onnx_path, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# One decoder: the same odd image files give the same prediction on every path
+# --------------------------------------------------------------------------------------------------
+COLOURS = ["red", "green", "blue", "cyan", "magenta"]
+
+
+@pytest.fixture(scope="module")
+def rgb_onnx(tmp_path_factory):
+    from kcnn.export import export_onnx
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, strides=2),
+                              keras.layers.Flatten(), keras.layers.Dense(len(COLOURS))])
+    path = tmp_path_factory.mktemp("rgb") / "colours.onnx"
+    export_onnx(model, str(path), labels=COLOURS)
+    return path
+
+
+def _scores(top_k):
+    """``[{"label", "score"}, ...]`` -> label -> score."""
+    return {item["label"]: item["score"] for item in top_k}
+
+
+@pytest.mark.slow
+def test_odd_images_get_one_prediction_on_every_path(rgb_onnx, tmp_path):
+    from kcnn.export import OnnxPredictor
+    from odd_images import write_odd_images
+
+    odd = write_odd_images(tmp_path)
+    names, paths = list(odd), [odd[name][0] for name in odd]
+    k = len(COLOURS)
+    predictor = OnnxPredictor(rgb_onnx, providers=["CPUExecutionProvider"])
+    direct = []
+    for path in paths:
+        with Image.open(path) as image:
+            direct.append(_scores(predictor.predict(image, top_k=k).to_list()[0]))
+
+    script = os.path.join(os.path.dirname(sys.executable), "kcnn-predict")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.cli.predict"]
+    proc = subprocess.run([*command, str(rgb_onnx), *map(str, paths), "--json", "--top-k", str(k)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cli = [_scores(p["top_k"]) for p in json.loads(proc.stdout)["predictions"]]
+
+    server = Server(rgb_onnx, "--providers", "CPUExecutionProvider")
+    try:
+        bodies = [httpx.post(f"{server.url}/v1/predict?top_k={k}", content=path.read_bytes(),
+                             headers={"content-type": "application/octet-stream"})
+                  for path in paths]
+        files = [("file", (path.name, path.read_bytes(), "application/octet-stream"))
+                 for path in paths]
+        form = httpx.post(server.url + "/v1/predict", files=files, data={"top_k": str(k)})
+    finally:
+        server.stop()
+    assert [r.status_code for r in bodies] == [200] * len(paths) and form.status_code == 200
+    http = [_scores(r.json()["predictions"][0]["top_k"]) for r in bodies]
+    uploaded = [_scores(p["top_k"]) for p in form.json()["predictions"]]
+
+    for i, name in enumerate(names):
+        expected = _scores(predictor.predict(odd[name][1], top_k=k).to_list()[0])
+        for got in (direct[i], cli[i], http[i], uploaded[i]):
+            assert got.keys() == expected.keys(), name
+            np.testing.assert_allclose([got[c] for c in COLOURS], [expected[c] for c in COLOURS],
+                                       atol=1e-6, err_msg=name)
+    # The EXIF orientation matters to this model: the unrotated pixels score differently.
+    with Image.open(odd["exif_rotated_jpeg"][0]) as image:
+        unrotated = _scores(predictor.predict(np.asarray(image), top_k=k).to_list()[0])
+    assert not np.allclose([unrotated[c] for c in COLOURS], [direct[0][c] for c in COLOURS],
+                           atol=1e-4)
