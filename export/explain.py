@@ -83,7 +83,8 @@ def explain_layers(model):
 def explain_model(model):
     """``keras.Model(model.inputs, [conv/pool layer outputs..., model.output])``, sharing weights."""
     layers = explain_layers(model)
-    return keras.Model(model.inputs, [layer.output for layer, _ in layers] + [model.output],
+    # ``model.outputs``, not ``model.output``: a Sequential that was never called has only the former.
+    return keras.Model(model.inputs, [layer.output for layer, _ in layers] + list(model.outputs),
                        name=f"{model.name}_explain")
 
 

@@ -229,7 +229,7 @@
         class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": "100",
         "aria-valuenow": percent.toFixed(1), "aria-label": `score of ${item.label}`,
       }, [fill]);
-      list.append(el("li", { class: rank === 0 ? "prediction top" : "prediction",
+      list.append(el("li", { class: rank === 0 ? "prediction best" : "prediction",
                              "data-label": item.label, "data-index": String(item.index) }, [
         el("span", { class: "label", text: item.label }),
         bar,
