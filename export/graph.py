@@ -270,13 +270,13 @@ def finalize(model_proto, values):
 
     ``values`` maps :mod:`kcnn.export.metadata` keys to (decoded) values.
     """
-    import kcnn
     from kcnn.export import metadata as meta
 
+    version = meta.kcnn_version()
     model_proto.producer_name = "kcnn"
-    model_proto.producer_version = kcnn.__version__
+    model_proto.producer_version = version
     model_proto.doc_string = (
-        f"{values.get(meta.MODEL, 'image')} classifier exported by kcnn {kcnn.__version__} "
+        f"{values.get(meta.MODEL, 'image')} classifier exported by kcnn {version} "
         f"({values.get(meta.BACKEND, '?')} backend, {values.get(meta.EXPORTER, '?')})")
     meta.set_props(model_proto, values)
     try:

@@ -8,7 +8,8 @@ Keys (all strings):
 * ``kcnn.labels`` — JSON list of class names, one per output unit.
 * ``kcnn.preprocessing`` — JSON object, see :func:`default_preprocessing`.
 * ``kcnn.model`` — model name; ``kcnn.conv`` — ``"builtin"``, ``"explicit"`` or ``"none"``.
-* ``kcnn.backend`` — Keras backend that traced the graph; ``kcnn.version`` — kcnn version.
+* ``kcnn.backend`` — Keras backend that traced the graph; ``kcnn.version`` — kcnn version
+  (:func:`kcnn_version`).
 * ``kcnn.output`` — ``"logits"`` or ``"probabilities"`` (the model already ends in softmax).
 * ``kcnn.exporter`` — the converter that produced the raw graph (e.g. ``"tf2onnx 1.17.0"``).
 * ``kcnn.quantization`` — ``"int8"`` / ``"fp16"``, present only for quantized files.
@@ -35,6 +36,16 @@ EXPLAIN = "kcnn.explain"
 KEYS = (LABELS, PREPROCESSING, MODEL, CONV, BACKEND, VERSION, OUTPUT, EXPORTER, QUANTIZATION,
         EXPLAIN)
 JSON_KEYS = (LABELS, PREPROCESSING, EXPLAIN)
+
+def kcnn_version() -> str:
+    """The installed kcnn version, read from the package metadata (pyproject's ``version``)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("kcnn")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos", "box")
 _PREPROCESSING_FIELDS = ("input_size", "channels", "color", "scale", "mean", "std", "resize",

@@ -21,7 +21,6 @@ import keras
 import numpy as np
 import onnx
 
-import kcnn
 from kcnn.export import graph as graph_ops
 from kcnn.export import metadata as meta
 from kcnn.export import quantize as quant
@@ -314,7 +313,7 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
             meta.MODEL: model_name,
             meta.CONV: conv,
             meta.BACKEND: backend,
-            meta.VERSION: kcnn.__version__,
+            meta.VERSION: meta.kcnn_version(),
             meta.OUTPUT: output_kind(model),
             meta.EXPORTER: exporter,
         }

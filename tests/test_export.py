@@ -1,5 +1,6 @@
 """kcnn.export.export_onnx: I/O contract, metadata, checker, parity, atomic writes, validation."""
 
+import importlib.metadata
 import json
 import os
 
@@ -10,7 +11,6 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-import kcnn
 from kcnn.export import ExportError, export_onnx, read_metadata
 from kcnn.export import metadata as meta
 
@@ -72,7 +72,7 @@ def test_io_contract(exported):
     assert [d.dim_value for d in in_dims[1:]] == [12, 12, 1]
     assert out_dims[0].dim_param == "batch" and out_dims[1].dim_value == 10
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert proto.producer_name == "kcnn" and proto.producer_version == kcnn.__version__
+    assert proto.producer_name == "kcnn" and proto.producer_version == importlib.metadata.version("kcnn")
     onnx.checker.check_model(proto, full_check=True)
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
     assert all(op.domain in ("", "ai.onnx") for op in proto.opset_import)
@@ -89,7 +89,7 @@ def test_metadata_round_trip(exported):
     assert values[meta.MODEL] == "small"
     assert values[meta.CONV] == model.name.split("_")[1]
     assert values[meta.BACKEND] == keras.backend.backend()
-    assert values[meta.VERSION] == kcnn.__version__
+    assert values[meta.VERSION] == importlib.metadata.version("kcnn")
     assert values[meta.OUTPUT] == "logits"
     raw = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
     assert json.loads(raw[meta.LABELS]) == LABELS  # plain JSON strings in the file
