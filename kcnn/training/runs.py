@@ -124,7 +124,8 @@ def _recipe_and_data(config):
     """The recipe and the data set of ``config``; RunError for anything the user got wrong."""
     from kcnn import data as kdata
     from kcnn import models
-    from kcnn.training import fit, recipes
+    from kcnn.training import recipes
+    from kcnn.training.fit import resolve_steps_per_execution
 
     if config.model not in models.available():
         raise RunError(f"unknown model {config.model!r}; available: {', '.join(models.available())}")
@@ -132,8 +133,8 @@ def _recipe_and_data(config):
         recipe = recipes.get(config.recipe, config.model, epochs=config.epochs,
                              batch_size=config.batch_size, lr=config.lr,
                              optimizer=config.optimizer, image_size=config.image_size)
-        fit.resolve_steps_per_execution(config.steps_per_execution,
-                                        distributed=config.distribute != "none")
+        resolve_steps_per_execution(config.steps_per_execution,
+                                    distributed=config.distribute != "none")
         data = kdata.load(config.dataset, seed=config.seed)
     except (ValueError, TypeError) as e:  # DataError is a ValueError
         raise RunError(str(e)) from None
@@ -176,7 +177,9 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     import keras
 
     from kcnn.files import write_json
-    from kcnn.training import devices, distribution as kdistribution, fit
+    from kcnn.training import devices
+    from kcnn.training import distribution as kdistribution
+    from kcnn.training.fit import fit
 
     started = time.perf_counter()
     out = config.out
@@ -196,10 +199,10 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     if config.mixed_precision:
         devices.float32_output(model)
 
-    result = fit.fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
-                     jit_compile=_jit(config.jit_compile),
-                     steps_per_execution=config.steps_per_execution,
-                     early_stopping=config.early_stopping, distribution=distribution)
+    result = fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
+                 jit_compile=_jit(config.jit_compile),
+                 steps_per_execution=config.steps_per_execution,
+                 early_stopping=config.early_stopping, distribution=distribution)
     report = {
         **result.metrics,
         "model": recipe.model,

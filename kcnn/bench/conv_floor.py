@@ -10,7 +10,7 @@ Runs in a benchmark child (``conv:floor``): the backend is imported only inside 
 """
 from __future__ import annotations
 
-from kcnn import bench
+from kcnn.bench import common as bench
 
 MODEL = "vgg_block"
 KERNEL = 3
@@ -72,7 +72,7 @@ def child_floor(spec):
     import numpy as np
     from keras import ops
 
-    from kcnn.bench_conv import SHAPES
+    from kcnn.bench.conv import SHAPES
 
     batch, (h, w, channels) = SHAPES[MODEL][spec["size"]]
     filters, depth, rows = channels, KERNEL * KERNEL * channels, batch * h * w

@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 
-from kcnn import bench
+from kcnn.bench import common as bench
 from kcnn.files import read_json
 
 CONVS = ("builtin", "explicit")

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from kcnn import bench
+from kcnn.bench import common as bench
 
 CLIENTS = 32
 REQUESTS = {"full": 5000, "tiny": 300}

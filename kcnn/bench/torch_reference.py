@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from kcnn import bench
+from kcnn.bench import common as bench
 
 TARGET = 1.0
 SIZES = {"full": {"examples": 12800, "epochs": 4}, "tiny": {"examples": 1024, "epochs": 2}}
@@ -138,7 +138,7 @@ def run(ctx) -> dict:
     """Reference, kcnn per backend (and variants at full size), reference again."""
     shape = dict(SIZES[ctx.size])
     ctx.say("[torch] plain PyTorch reference")
-    references = [bench.run_child("torch:reference", shape, backend="torch",
+    references = [bench.run_child("torch_reference:reference", shape, backend="torch",
                                   timeout=ctx.timeout)]
     rows, errors = [], []
     for backend in ctx.backends:
@@ -147,7 +147,7 @@ def run(ctx) -> dict:
         variants = ["default"] if ctx.tiny or backend != "tensorflow" else list(VARIANTS)
         ctx.say(f"[torch] kcnn.train.fit on {backend}")
         try:
-            got = bench.run_child("torch:keras", {**shape, "variants": variants},
+            got = bench.run_child("torch_reference:keras", {**shape, "variants": variants},
                                   backend=backend, timeout=ctx.timeout)
         except bench.BenchError as e:
             errors.append(str(e))
@@ -156,7 +156,7 @@ def run(ctx) -> dict:
             rows.append({"backend": backend, "variant": name, **figures})
     if not ctx.tiny:
         ctx.say("[torch] plain PyTorch reference again")
-        references.append(bench.run_child("torch:reference", shape, backend="torch",
+        references.append(bench.run_child("torch_reference:reference", shape, backend="torch",
                                           timeout=ctx.timeout))
     reference = sum(r["examples_per_second"] for r in references) / len(references)
     for row in rows:

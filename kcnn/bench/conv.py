@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from kcnn import bench
-from kcnn.bench_conv_floor import child_floor  # noqa: F401  (the "conv:floor" child task)
+from kcnn.bench import common as bench
 
 TIME_TARGET = {"tensorflow-jit": 1.10, "jax-jit": 1.10, "torch-eager": 1.5}
 MEMORY_TARGET = 1.25
@@ -205,7 +204,7 @@ def run(ctx) -> dict:
         ctx.say(f"[conv] matmul floor on {backend}")
         spec = {"jit": jit, "size": ctx.size, "repeats": ctx.repeats}
         try:
-            row = bench.run_child("conv:floor", spec, backend=backend, timeout=ctx.timeout)
+            row = bench.run_child("conv_floor:floor", spec, backend=backend, timeout=ctx.timeout)
         except bench.BenchError as e:
             errors.append(str(e))
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from kcnn import bench
+from kcnn.bench import common as bench
 
 METHODS = ("onnxruntime", "predict", "call")
 LATENCY_TARGET_MS = 0.1       # ORT LeNet batch-1 p50
