@@ -225,6 +225,73 @@ def _smoke_test(path, input_shape, num_classes):
         )
 
 
+def _check_name_and_conv(model, model_name, conv):
+    """Validated ``(model_name, conv)``, defaults filled in; also checks the dtype policy."""
+    if model_name is None:
+        model_name = model.name
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(f"model_name must be a non-empty string; received {model_name!r}.")
+    if conv is None:
+        conv = detect_conv(model)
+    if conv not in CONV_KINDS:
+        raise ValueError(f"conv must be one of {list(CONV_KINDS)} or None; received {conv!r}.")
+    policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
+    if policy != "float32":
+        raise ValueError(
+            f"model dtype policy must be 'float32' for ONNX export; received {policy!r}."
+        )
+    return model_name, conv
+
+
+def _check_samples(samples, quantize, input_shape):
+    x_samples, _ = quant.split_samples(samples)
+    if x_samples is not None and x_samples.shape[1:] != input_shape:
+        raise ValueError(
+            f"samples must have shape (n, {', '.join(map(str, input_shape))}); "
+            f"received {x_samples.shape}."
+        )
+    if x_samples is not None and quantize is None:
+        raise ValueError("samples are only used with quantize='int8' or 'fp16'; received quantize=None.")
+
+
+def _convert(model, tmp, input_shape, opset):
+    """The backend converter's raw graph, loaded as a ``ModelProto``."""
+    try:
+        _keras_export(model, tmp / "raw.onnx", input_shape, opset)
+        return onnx.load(str(tmp / "raw.onnx"))
+    except Exception as err:  # converters raise anything; report it as one error type
+        raise ExportError(f"Keras ONNX export failed on the {keras.backend.backend()} backend: "
+                          f"{type(err).__name__}: {err}") from err
+
+
+def _write(model, path, opset, values, input_shape, num_classes, quantize, samples):
+    """Convert, standardise, stamp, check, (quantize), smoke-test in a temporary folder beside
+    ``path``, then rename into place. Returns ``(proto, metadata values, quantization report)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+        tmp = pathlib.Path(tmp)
+        proto = _convert(model, tmp, input_shape, opset)
+        exporter = " ".join(
+            part for part in (proto.producer_name, *proto.producer_version.split()[:1]) if part)
+        values = {**values, meta.EXPORTER: exporter}
+        final, report = tmp / "model.onnx", None
+        try:
+            graph_ops.standardize_io(proto, input_shape, num_classes)
+            graph_ops.fix_high_rank_pooling(proto)
+            graph_ops.check_domains(proto)
+            graph_ops.finalize(proto, values)
+            onnx.save(proto, str(final))
+            if quantize is not None:
+                compressed = tmp / f"model.{quantize}.onnx"
+                report = quant.quantize_onnx(final, compressed, quantize, samples=samples)
+                final, values = compressed, {**values, meta.QUANTIZATION: quantize}
+        except (graph_ops.GraphError, graph_ops.CheckError) as err:
+            raise ExportError(str(err)) from err
+        _smoke_test(final, input_shape, num_classes)
+        os.replace(final, path)
+    return proto, values, report
+
+
 def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, model_name=None,
                 conv=None, quantize=None, samples=None, explain=False):
     """Export a Keras image classifier to an ONNX file that onnxruntime can serve alone.
@@ -268,27 +335,8 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
     labels = meta.normalize_labels(labels, num_classes)
     preprocessing = meta.normalize_preprocessing(preprocessing, *input_shape)
     quant.check_mode(quantize)
-    if model_name is None:
-        model_name = model.name
-    if not isinstance(model_name, str) or not model_name:
-        raise ValueError(f"model_name must be a non-empty string; received {model_name!r}.")
-    if conv is None:
-        conv = detect_conv(model)
-    if conv not in CONV_KINDS:
-        raise ValueError(f"conv must be one of {list(CONV_KINDS)} or None; received {conv!r}.")
-    policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
-    if policy != "float32":
-        raise ValueError(
-            f"model dtype policy must be 'float32' for ONNX export; received {policy!r}."
-        )
-    x_samples, _ = quant.split_samples(samples)
-    if x_samples is not None and x_samples.shape[1:] != input_shape:
-        raise ValueError(
-            f"samples must have shape (n, {', '.join(map(str, input_shape))}); "
-            f"received {x_samples.shape}."
-        )
-    if x_samples is not None and quantize is None:
-        raise ValueError("samples are only used with quantize='int8' or 'fp16'; received quantize=None.")
+    model_name, conv = _check_name_and_conv(model, model_name, conv)
+    _check_samples(samples, quantize, input_shape)
     if not isinstance(explain, bool):
         raise TypeError(f"explain must be True or False; received {explain!r}.")
     if explain:
@@ -296,43 +344,17 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
 
         explain_layers(model)  # fail on a model without conv/pool layers before writing anything
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
-        tmp = pathlib.Path(tmp)
-        try:
-            _keras_export(model, tmp / "raw.onnx", input_shape, opset)
-            proto = onnx.load(str(tmp / "raw.onnx"))
-        except Exception as err:  # converters raise anything; report it as one error type
-            raise ExportError(f"Keras ONNX export failed on the {backend} backend: "
-                              f"{type(err).__name__}: {err}") from err
-        exporter = " ".join(
-            part for part in (proto.producer_name, *proto.producer_version.split()[:1]) if part)
-        values = {
-            meta.LABELS: labels,
-            meta.PREPROCESSING: preprocessing,
-            meta.MODEL: model_name,
-            meta.CONV: conv,
-            meta.BACKEND: backend,
-            meta.VERSION: meta.kcnn_version(),
-            meta.OUTPUT: output_kind(model),
-            meta.EXPORTER: exporter,
-        }
-        final = tmp / "model.onnx"
-        try:
-            graph_ops.standardize_io(proto, input_shape, num_classes)
-            graph_ops.fix_high_rank_pooling(proto)
-            graph_ops.check_domains(proto)
-            graph_ops.finalize(proto, values)
-            onnx.save(proto, str(final))
-            report = None
-            if quantize is not None:
-                compressed = tmp / f"model.{quantize}.onnx"
-                report = quant.quantize_onnx(final, compressed, quantize, samples=samples)
-                final, values = compressed, {**values, meta.QUANTIZATION: quantize}
-        except (graph_ops.GraphError, graph_ops.CheckError) as err:
-            raise ExportError(str(err)) from err
-        _smoke_test(final, input_shape, num_classes)
-        os.replace(final, path)
+    values = {
+        meta.LABELS: labels,
+        meta.PREPROCESSING: preprocessing,
+        meta.MODEL: model_name,
+        meta.CONV: conv,
+        meta.BACKEND: backend,
+        meta.VERSION: meta.kcnn_version(),
+        meta.OUTPUT: output_kind(model),
+    }
+    proto, values, report = _write(model, path, opset, values, input_shape, num_classes,
+                                   quantize, samples)
     explained = None
     if explain:
         from kcnn.export.explain import export_explain
