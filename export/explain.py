@@ -236,7 +236,7 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
             graph_ops.finalize(proto, {
                 meta.LABELS: labels, meta.PREPROCESSING: preprocessing, meta.MODEL: model_name,
                 meta.CONV: ox.detect_conv(model), meta.BACKEND: backend,
-                meta.VERSION: meta_version(), meta.OUTPUT: ox.output_kind(model),
+                meta.VERSION: meta.kcnn_version(), meta.OUTPUT: ox.output_kind(model),
                 meta.EXPORTER: exporter, meta.EXPLAIN: description})
         except (graph_ops.GraphError, graph_ops.CheckError) as err:
             raise ox.ExportError(str(err)) from err
@@ -245,13 +245,6 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
         _check_written(final, expected, probe)
         os.replace(final, path)
     return path
-
-
-def meta_version():
-    """kcnn's version string (stamped like :func:`kcnn.export.export_onnx` does)."""
-    import kcnn
-
-    return kcnn.__version__
 
 
 def _check_written(path, expected, probe):
