@@ -77,11 +77,17 @@ def _kernel_array(layer_or_kernel):
     return arr
 
 
+def grid_columns(count, *, aspect=1.5):
+    """Columns of a grid for ``count`` equal tiles that is about ``aspect`` times wider than tall."""
+    return max(1, min(count, math.ceil(math.sqrt(count * aspect))))
+
+
 def plot_kernels(layer_or_kernel, path, *, max_filters=64, title=None):
     """Grid image of a conv layer's kernels (what the first layers "look for").
 
-    One tile per (filter, input channel) pair in grey scale, rows = filters; a 3-channel kernel is
-    shown as one RGB tile per filter instead. At most ``max_filters`` filters (and 16 input channels)
+    One tile per (filter, input channel) pair in grey scale, rows = filters; a 1-channel kernel is
+    one grey tile per filter and a 3-channel kernel one RGB tile per filter, both in a grid about
+    1.5 times wider than tall (it fits a screen). At most ``max_filters`` filters (and 16 input channels)
     are drawn. All grey tiles share one symmetric colour scale so magnitudes compare.
 
     Args:
@@ -96,8 +102,12 @@ def plot_kernels(layer_or_kernel, path, *, max_filters=64, title=None):
     heading = title or f"{name}: {cout_all} filters {kh}x{kw}x{cin_all}"
     if cin_all == 3:  # colour input: one RGB tile per filter
         tiles = _unit(np.moveaxis(kernel[..., :cout], 3, 0))
-        cols = min(cout, 8)
-        fig = _show(_mosaic(tiles, cols), title=heading)
+        fig = _show(_mosaic(tiles, grid_columns(cout)), title=heading)
+    elif cin_all == 1:  # one input channel: one grey tile per filter, in a near-square grid
+        tiles = np.moveaxis(kernel[:, :, 0, :cout], 2, 0)
+        limit = float(np.abs(tiles).max()) or 1.0
+        fig = _show(_mosaic(tiles, grid_columns(cout)), cmap="gray", vmin=-limit, vmax=limit,
+                    title=heading)
     else:  # rows = filters, columns = input channels, one shared symmetric grey scale
         cin = min(cin_all, 16)
         tiles = np.moveaxis(kernel[:, :, :cin, :cout], (3, 2), (0, 1)).reshape(cout * cin, kh, kw)

@@ -97,3 +97,17 @@ def test_overwrite_replaces_file(tmp_path, lenet):
     plots.plot_kernels(lenet.get_layer("conv1"), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert oct(path.stat().st_mode & 0o600) == oct(0o600)
+
+
+@pytest.mark.parametrize("filters", [6, 64])
+def test_one_channel_kernels_fit_a_screen(tmp_path, filters):
+    kernel = np.random.default_rng(0).normal(size=(5, 5, 1, filters)).astype("float32")
+    path = plots.plot_kernels(kernel, tmp_path / "k.png")
+    check_png(path)
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width >= height, (width, height)  # a grid, not one tall column of tiles
+
+
+def test_grid_columns():
+    assert [plots.grid_columns(n) for n in (1, 6, 16, 64)] == [1, 3, 5, 10]
