@@ -128,65 +128,24 @@ def fix_high_rank_pooling(model_proto):
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    rewritten = 0
-    new_nodes = []
-    drop = set()
+    replacement, drop = {}, set()
     for node in graph.node:
         if node.op_type not in ("MaxPool", "AveragePool") or node.domain not in ("", "ai.onnx"):
             continue
-        kernel = _int_list(node, "kernel_shape", [])
-        if len(kernel) <= 3:
+        geometry = _pool_geometry(node)
+        chain = _unsqueeze_pool_squeeze(node, geometry, producers, consumers)
+        if chain is None:
             continue
-        rank = len(kernel)
-        strides = _int_list(node, "strides", [1] * rank)
-        pads = _int_list(node, "pads", [0] * (2 * rank))
-        dilations = _int_list(node, "dilations", [1] * rank)
-        trivial = [
-            i for i in range(rank)
-            if kernel[i] == 1 and strides[i] == 1 and dilations[i] == 1
-            and pads[i] == 0 and pads[i + rank] == 0
-        ]
-        spatial = [i for i in range(rank) if i not in trivial]
-        # The two leading unit axes must come from Unsqueeze nodes and the output must be
-        # squeezed back; only then is the original tensor available to pool directly.
-        unsq1 = producers.get(node.input[0])
-        unsq0 = producers.get(unsq1.input[0]) if unsq1 is not None else None
-        users = consumers.get(node.output[0], [])
-        if (len(trivial) != 2 or not 1 <= len(spatial) <= 3 or unsq1 is None or unsq0 is None
-                or unsq1.op_type != "Unsqueeze" or unsq0.op_type != "Unsqueeze"
-                or len(users) != 1 or users[0].op_type != "Squeeze"
-                or len(_int_list(node, "output_shape", [])) or len(node.output) != 1):
-            continue
-        squeeze = users[0]
-        source, target = unsq0.input[0], squeeze.output[0]
-        perm = trivial + spatial
-        inverse = [perm.index(i) for i in range(rank)]
-        base = node.name or f"pool_{rewritten}"
-        t_in, t_out = f"{base}__to_nc", f"{base}__pooled"
-        attrs = {
-            "kernel_shape": [kernel[i] for i in spatial],
-            "strides": [strides[i] for i in spatial],
-            "pads": [pads[i] for i in spatial] + [pads[i + rank] for i in spatial],
-        }
-        if any(dilations[i] != 1 for i in spatial):
-            attrs["dilations"] = [dilations[i] for i in spatial]
-        for attr in node.attribute:
-            if attr.name in ("ceil_mode", "count_include_pad", "auto_pad", "storage_order"):
-                attrs[attr.name] = helper.get_attribute_value(attr)
-        new_nodes.append((node, [
-            helper.make_node("Transpose", [source], [t_in], name=f"{base}__transpose_in", perm=perm),
-            helper.make_node(node.op_type, [t_in], [t_out], name=f"{base}__pool", **attrs),
-            helper.make_node("Transpose", [t_out], [target], name=f"{base}__transpose_out",
-                             perm=inverse),
-        ]))
-        drop.update(id(n) for n in (squeeze,))
+        unsq0, unsq1, squeeze = chain
+        base = node.name or f"pool_{len(replacement)}"
+        replacement[id(node)] = _nc_pool_nodes(node, geometry, unsq0.input[0], squeeze.output[0],
+                                               base)
+        drop.add(id(squeeze))
         for unsq in (unsq1, unsq0):
             if len(consumers.get(unsq.output[0], [])) == 1:
                 drop.add(id(unsq))
-        rewritten += 1
-    if not rewritten:
+    if not replacement:
         return 0
-    replacement = {id(old): nodes for old, nodes in new_nodes}
     nodes = []
     for node in graph.node:
         if id(node) in replacement:
@@ -198,7 +157,70 @@ def fix_high_rank_pooling(model_proto):
     graph.node.extend(nodes)
     sort_nodes(model_proto)
     _prune_unused_initializers(graph)
-    return rewritten
+    return len(replacement)
+
+
+def _pool_geometry(node):
+    """Window, strides, pads, dilations of a pooling node, and its trivial / spatial axes."""
+    kernel = _int_list(node, "kernel_shape", [])
+    rank = len(kernel)
+    strides = _int_list(node, "strides", [1] * rank)
+    pads = _int_list(node, "pads", [0] * (2 * rank))
+    dilations = _int_list(node, "dilations", [1] * rank)
+    trivial = [
+        i for i in range(rank)
+        if kernel[i] == 1 and strides[i] == 1 and dilations[i] == 1
+        and pads[i] == 0 and pads[i + rank] == 0
+    ]
+    spatial = [i for i in range(rank) if i not in trivial]
+    return {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations,
+            "trivial": trivial, "spatial": spatial}
+
+
+def _unsqueeze_pool_squeeze(node, geometry, producers, consumers):
+    """``(unsqueeze0, unsqueeze1, squeeze)`` around a rewritable pool node, else ``None``.
+
+    The two leading unit axes must come from Unsqueeze nodes and the output must be squeezed
+    back; only then is the original tensor available to pool directly.
+    """
+    if len(geometry["kernel"]) <= 3:
+        return None
+    unsq1 = producers.get(node.input[0])
+    unsq0 = producers.get(unsq1.input[0]) if unsq1 is not None else None
+    users = consumers.get(node.output[0], [])
+    if (len(geometry["trivial"]) != 2 or not 1 <= len(geometry["spatial"]) <= 3
+            or unsq1 is None or unsq0 is None
+            or unsq1.op_type != "Unsqueeze" or unsq0.op_type != "Unsqueeze"
+            or len(users) != 1 or users[0].op_type != "Squeeze"
+            or len(_int_list(node, "output_shape", [])) or len(node.output) != 1):
+        return None
+    return unsq0, unsq1, users[0]
+
+
+def _nc_pool_nodes(node, geometry, source, target, base):
+    """``Transpose -> Pool(spatial axes only) -> Transpose`` from ``source`` to ``target``."""
+    kernel, strides, pads = geometry["kernel"], geometry["strides"], geometry["pads"]
+    dilations, spatial = geometry["dilations"], geometry["spatial"]
+    rank = len(kernel)
+    perm = geometry["trivial"] + spatial
+    inverse = [perm.index(i) for i in range(rank)]
+    t_in, t_out = f"{base}__to_nc", f"{base}__pooled"
+    attrs = {
+        "kernel_shape": [kernel[i] for i in spatial],
+        "strides": [strides[i] for i in spatial],
+        "pads": [pads[i] for i in spatial] + [pads[i + rank] for i in spatial],
+    }
+    if any(dilations[i] != 1 for i in spatial):
+        attrs["dilations"] = [dilations[i] for i in spatial]
+    for attr in node.attribute:
+        if attr.name in ("ceil_mode", "count_include_pad", "auto_pad", "storage_order"):
+            attrs[attr.name] = helper.get_attribute_value(attr)
+    return [
+        helper.make_node("Transpose", [source], [t_in], name=f"{base}__transpose_in", perm=perm),
+        helper.make_node(node.op_type, [t_in], [t_out], name=f"{base}__pool", **attrs),
+        helper.make_node("Transpose", [t_out], [target], name=f"{base}__transpose_out",
+                         perm=inverse),
+    ]
 
 
 def sort_nodes(model_proto):
