@@ -9,15 +9,12 @@ an asyncio httpx client (which manages ~60 requests/s with 32 connections on 2 c
     run_load("http://127.0.0.1:8000", open("digit.png", "rb").read(), clients=32, requests=2000)
     # {'requests': 2000, 'errors': 0, 'requests_per_s': ..., 'images_per_s': ..., 'p50_ms': ..., ...}
 
-Also a command: ``python -m kcnn.export.loadtest URL FILE [--clients N] [--requests N]``.
+Also a command: ``python -m kcnn.cli.loadtest URL FILE [--clients N] [--requests N]``.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import http.client
-import json
-import sys
 import threading
 import time
 import urllib.parse
@@ -139,27 +136,3 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
         "failures": dict(failures),
     }
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kcnn.export.loadtest",
-                                     description="Load-test a kcnn-serve server with one image.")
-    parser.add_argument("url", help="server URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("file", help="image file (PNG/JPEG) to send as the request body")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=512)
-    parser.add_argument("--max-seconds", type=float, default=120.0)
-    args = parser.parse_args(argv)
-    try:
-        with open(args.file, "rb") as handle:
-            body = handle.read()
-        result = run_load(args.url, body, clients=args.clients, requests=args.requests,
-                          max_seconds=args.max_seconds)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"loadtest: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0 if result["errors"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
