@@ -11,6 +11,13 @@ output; it never imports kcnn's model builders, data or training code.
 * :func:`verify` — Keras vs onnxruntime on the same samples.
 * :class:`OnnxPredictor` — onnxruntime inference with the file's own preprocessing.
 * :func:`write_triton_repo` — Triton Inference Server model repository.
+* :mod:`kcnn.export.images` — the one image decoder (EXIF orientation, 16-bit, palette/CMYK/
+  alpha, decompression-bomb limit) shared by the predictor, ``kcnn-predict`` and the server.
+* :mod:`kcnn.export.serving` — the HTTP server (``kcnn-serve``): micro-batcher, request parsing,
+  the Starlette app (``create_app``) and its runner.
+
+The version stamped into files is the installed package's (``importlib.metadata``); the command
+lines live in :mod:`kcnn.cli`.
 
 Names are imported lazily so that inference (predictor, server) does not pay for importing
 Keras and its backend.
