@@ -11,6 +11,8 @@ Endpoints
     ``GET /v1/metadata``  labels, preprocessing, input/output names and shapes, provider, model
                           name, limits.
     ``GET /v1/stats``     request, image and onnxruntime-call counters of the micro-batcher.
+    ``GET /``, ``POST /v1/explain``, ``GET /v1/explain/info``  the "see inside" page and its data
+                          (:mod:`kcnn.export.serving.explain`).
 
 Adding routes: a *route group* is a function ``group(ctx: ServingContext) -> list[BaseRoute]``
 (Starlette ``Route`` / ``Mount`` objects). :data:`DEFAULT_ROUTE_GROUPS` lists the built-in ones;
@@ -32,6 +34,7 @@ import numpy as np
 from kcnn.export.serving import requests as req
 from kcnn.export.serving.batcher import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, BatcherStopped,
                                          MicroBatcher)
+from kcnn.export.serving.explain import explain_routes
 from kcnn.export.serving.model import ServedModel
 from kcnn.export.serving.requests import RequestError
 
@@ -154,7 +157,7 @@ def info_routes(ctx: ServingContext) -> list:
 
 
 #: The route groups of a default app, in routing order.
-DEFAULT_ROUTE_GROUPS = (predict_routes, info_routes)
+DEFAULT_ROUTE_GROUPS = (predict_routes, info_routes, explain_routes)
 
 
 def error_response(status: int, message: str, headers=None):
