@@ -28,6 +28,8 @@ def test_wheel_maps_layers_and_export_into_kcnn(tmp_path):
     assert "kcnn/layers/cross_correlation.py" in names
     assert "kcnn/export/__init__.py" in names
     assert "kcnn/cli/train.py" in names
+    for asset in ("index.html", "page.css", "page.js"):  # kcnn-serve's page, served from the package
+        assert f"kcnn/export/serving/static/{asset}" in names
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"layers", "export", "tests"}, top_level
 
