@@ -178,14 +178,13 @@ def _number(value):
         return math.nan
 
 
-def plot_curves(history_rows, path, *, title=None):
-    """Training curves against the epoch, one axes like d2l's ``Animator``.
+def curves_figure(history_rows, *, title=None):
+    """Training curves against the epoch as a matplotlib ``Figure``, one axes like d2l's ``Animator``.
 
     Args:
         history_rows: list of dicts with ``epoch`` and any of ``loss``, ``accuracy``,
             ``test_accuracy`` (also ``val_loss``, ``val_accuracy``); values may be numbers or
             numeric strings (rows read back from ``history.csv``), missing values are skipped.
-        path: PNG file to write.
     """
     rows = list(history_rows)
     if not rows or not all(isinstance(r, dict) for r in rows):
@@ -208,7 +207,12 @@ def plot_curves(history_rows, path, *, title=None):
     ax.legend()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return fig
+
+
+def plot_curves(history_rows, path, *, title=None):
+    """Write :func:`curves_figure` of ``history_rows`` to the PNG file ``path``."""
+    return _save(curves_figure(history_rows, title=title), path)
 
 
 def plot_confusion(matrix, class_names, path, *, normalize=False, title=None):

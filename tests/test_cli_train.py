@@ -174,9 +174,12 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
     summary = [line for line in proc.stdout.splitlines() if SUMMARY.fullmatch(line)]
     assert len(summary) == 1, proc.stdout
     out = tmp_path / "run"
-    expected = {"model.keras", "history.csv", "report.json", "config.json", "curves.png",
-                "confusion.png", "kernels.png"} | ({"model.onnx"} if export else set())
+    expected = {"model.keras", "history.csv", "report.json", "report.html", "config.json",
+                "curves.png", "confusion.png", "kernels.png"} | ({"model.onnx"} if export else set())
     assert expected <= set(os.listdir(out))
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "src=\"http" not in page
+    assert "conv1 (" in page  # the layer table
     assert not (out / "backup").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["backend"] == BACKEND and report["device"] == "cpu"

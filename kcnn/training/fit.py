@@ -34,6 +34,7 @@ from kcnn.training.callbacks import HistoryWriter, ProgressBar, StopOnNaN, Throu
 from kcnn.training.devices import device_report
 from kcnn.training.distribution import Distribution
 from kcnn.training.recipes import Recipe
+from kcnn.training.watch import CurvesWriter
 
 
 # --------------------------------------------------------------------------------- result
@@ -208,7 +209,8 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
         data: a ``kcnn.data.ImageData`` or a spec for ``kcnn.data.load`` (``"digits"`` ...).
         recipe: a :class:`kcnn.training.recipes.Recipe`, or ``"d2l"`` / ``"modern"`` (looked up by
             ``model.name``).
-        out: run folder for ``history.csv`` (every epoch) and the ``backup`` checkpoint; calling
+        out: run folder for ``history.csv`` and ``curves.png`` (rewritten after every epoch) and
+            the ``backup`` checkpoint; calling
             ``fit`` again with the same ``out`` after an interruption resumes the run.
         seed: if given, ``keras.utils.set_random_seed(seed)`` before compiling (shuffling,
             dropout); seed before *building* the model for reproducible initial weights too.
@@ -246,7 +248,7 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
             jit_compile = resolve_jit_compile(jit_compile, model, distributed=distributed)
             compile_model(model, recipe, steps_per_epoch=math.ceil(data.num_train / recipe.batch_size),
                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    loop = _Callbacks(out, early_stopping, verbose, callbacks)
+    loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {data.name}")
     started = time.perf_counter()
     model.fit(train_ds, epochs=recipe.epochs, validation_data=test_ds, callbacks=loop.all,
               verbose=verbose, shuffle=False)  # train_ds reshuffles itself from the seed
@@ -271,7 +273,7 @@ def _check_early_stopping(early_stopping):
 class _Callbacks:
     """The callbacks of one :func:`fit` call, in the order they must run."""
 
-    def __init__(self, out, early_stopping, verbose, extra):
+    def __init__(self, out, early_stopping, verbose, extra, *, title=None):
         self.throughput, self.nan_guard = Throughput(), StopOnNaN()
         history_path = None
         if out is not None:
@@ -280,6 +282,8 @@ class _Callbacks:
         self.writer = HistoryWriter(history_path, self.throughput)
         # The writer before the backup: a kill in between only repeats an epoch.
         self.all = [self.throughput, self.nan_guard, self.writer]
+        if out is not None:
+            self.all.append(CurvesWriter(os.path.join(out, "curves.png"), self.writer, title=title))
         if out is not None:
             self.all.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup"),
                                                              double_checkpoint=True))

@@ -9,7 +9,8 @@
     model.keras    the trained model
     model.onnx     the ONNX export, verified against Keras in onnxruntime
     report.json    final figures (accuracy, loss, examples/sec, device, ONNX check, ...)
-    curves.png, confusion.png, kernels.png
+    report.html    one self-contained page: the figures, curves, confusion matrix, kernels, layers
+    curves.png     rewritten after every epoch; confusion.png, kernels.png at the end
 """
 from __future__ import annotations
 
@@ -177,9 +178,11 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     import keras
 
     from kcnn.files import write_json
+    from kcnn.models import summary
     from kcnn.training import devices
     from kcnn.training import distribution as kdistribution
     from kcnn.training.fit import fit
+    from kcnn.training.html_report import write_html_report
 
     started = time.perf_counter()
     out = config.out
@@ -232,5 +235,6 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
         report["onnx"] = _export(exportable, config, data, out, recipe)
     report["seconds"] = time.perf_counter() - started
     write_json(os.path.join(out, "report.json"), report)
+    write_html_report(out, report, summary=summary(local))
     report["summary_line"] = result.summary_line()
     return report
