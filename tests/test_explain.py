@@ -237,3 +237,29 @@ def test_explain_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="must end in '.onnx'"):
         export_explain(tiny(), tmp_path / "m.explain")
     assert explain_path("runs/a/model.onnx").as_posix() == "runs/a/model.explain.onnx"
+
+
+@pytest.mark.slow
+def test_kcnn_export_explain_flag_writes_both_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model_path, model = tmp_path / "tiny.keras", tiny()
+    model.save(model_path)
+    script = os.path.join(os.path.dirname(sys.executable), "kcnn-export")
+    command = [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.cli.export"]
+    out = tmp_path / "tiny.onnx"
+    proc = subprocess.run([*command, str(model_path), str(out), "--explain"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {explain_path(out)}" in proc.stdout
+    explainer = load_explainer(out, OnnxPredictor(out, ["CPUExecutionProvider"]))
+    assert [layer["name"] for layer in explainer.info()["layers"]] == conv_pool_names(model)
+    dense = tmp_path / "dense.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(3)]).save(dense)
+    proc = subprocess.run([*command, str(dense), str(tmp_path / "dense.onnx"), "--explain"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "nothing to explain" in proc.stderr and not (tmp_path / "dense.onnx").exists()

@@ -51,6 +51,9 @@ def build_parser() -> Parser:
     parser.add_argument("--name", default=None, help="model name stored in the metadata")
     parser.add_argument("--triton-repo", metavar="DIR", default=None,
                         help="also write a Triton model repository DIR/<name>/1/model.onnx")
+    parser.add_argument("--explain", action="store_true",
+                        help="also write OUT's explain file (model.explain.onnx: conv/pool "
+                             "activations and first kernels for kcnn-serve's page)")
     return parser
 
 
@@ -119,10 +122,12 @@ def run(args) -> None:
 
     model = _load_keras_model(model_path)
     result = export_onnx(model, output, opset=args.opset, labels=args.labels,
-                         model_name=args.name)
+                         model_name=args.name, explain=args.explain)
     print(f"wrote {output} (opset {result.opset}, input images [batch, "
           f"{', '.join(map(str, result.input_shape))}], {result.num_classes} classes, "
           f"{result.metadata['kcnn.backend']} backend)")
+    if result.explain is not None:
+        print(f"wrote {result.explain} (explain data for kcnn-serve's page)")
     if samples is not None:
         _verify(model, output, samples, args)
     if args.quantize:
