@@ -1,16 +1,15 @@
-"""Explicit 2-D cross-correlation written with ``keras.ops`` (no convolution primitive).
+"""The fast arrangements of the explicit 2-D cross-correlation (keras.ops, no convolution primitive).
 
     Y[n, i, j, f] = Σ_a Σ_b Σ_c  Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f]
 
 where ``Xp`` is the zero-padded input, ``s`` the strides and ``d`` the dilation. Each kernel offset
 ``(a, b)`` reads one strided slice of ``Xp``; the slices are multiplied by that offset's
-``(in, out)`` weight matrix and summed. Slices are gathered all at once when that im2col buffer is
-small; larger layers go one kernel row at a time or, when a model runs under TensorFlow/JAX with
-a static batch, as a loop over bands of output rows (``correlation_bands``). Eager PyTorch has its
-own arrangement of the same formula (``correlation_torch``).
+``(in, out)`` weight matrix and summed. ``path`` (chosen by ``kcnn.layers.dispatch``) says how
+the slices are gathered: all at once (``"im2col"``), one kernel row at a time (``"kernel_rows"``),
+or by the eager PyTorch module (``"torch"``, ``correlation_torch``); ``correlation_bands`` loops
+over bands of output rows.
 
-The backward pass is written by hand (``keras.ops.custom_gradient``) so that automatic
-differentiation does not keep ``kh·kw`` input-sized slices alive for the backward pass:
+The hand-written backward pass (wired up in ``kcnn.layers.engine``):
 
 * the kernel gradient is, per offset, slice-transposed times the output gradient;
 * the input gradient, for stride 1, scatters each window's gradient ``dY · K[a, b]ᵀ`` back to the
@@ -24,9 +23,10 @@ All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channe
 from keras import ops
 from keras.backend import backend
 
+from kcnn.layers import dispatch, validation
 
 
-def _torch_views_usable():
+def torch_views_usable():
     """Eager PyTorch gathers windows faster through strided views; exporters can't trace them."""
     if backend() != "torch":
         return False
@@ -34,30 +34,10 @@ def _torch_views_usable():
 
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
-def _torch_fast_path(groups):
-    """The eager PyTorch module (``correlation_torch``) when it applies here, else None."""
-    if backend() != "torch":
-        return None
-    from kcnn.layers import correlation_torch
 
-    return correlation_torch if correlation_torch.usable(groups) else None
-
-
-# Gather all kh·kw slices at once (one matmul) only while that buffer stays below this many
-# elements; above it, one kernel row at a time (kh matmuls) bounds the transient memory.
-IM2COL_MAX_ELEMENTS = 1 << 23
-
-
-def output_length(size, kernel, stride, dilation, pad_total):
-    """Output length along one axis: floor((n + p_total − d·(k−1) − 1) / s) + 1."""
-    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def same_padding(size, kernel, stride, dilation):
-    """(before, after) zero padding that Keras/TensorFlow use for ``padding="same"``."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
+def _row_chunks(path, kh):
+    """Kernel rows gathered per matmul: all at once (im2col) or one at a time (kernel_rows)."""
+    return [(0, kh)] if path == "im2col" else [(a, a + 1) for a in range(kh)]
 
 
 class _Windows:
@@ -76,23 +56,13 @@ class _Windows:
         n, hp, wp, channels = ops.shape(xp)
         self.n, self.channels = n, channels
         self.out_hw = (
-            output_length(hp, self.kh, strides[0], dilation[0], 0),
-            output_length(wp, self.kw, strides[1], dilation[1], 0),
+            validation.output_length(hp, self.kh, strides[0], dilation[0]),
+            validation.output_length(wp, self.kw, strides[1], dilation[1]),
         )
-
-    def row_chunks(self):
-        """All kernel rows at once while that im2col buffer is small, else one row at a time."""
-        ho, wo = self.out_hw
-        # Exporters trace with a symbolic batch size: judge by one example then.
-        batch = self.n if isinstance(self.n, int) else 1
-        size = batch * ho * wo * self.kh * self.kw * self.channels
-        if size <= IM2COL_MAX_ELEMENTS:
-            return [(0, self.kh)]
-        return [(a, a + 1) for a in range(self.kh)]
 
     def rows(self, a0, a1):
         (sh, sw), (dh, dw), (ho, wo) = self.strides, self.dilation, self.out_hw
-        if _torch_views_usable():
+        if torch_views_usable():
             return self._rows_torch(a0, a1)
         slices = [
             self.xp[:, a * dh : a * dh + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw, :]
@@ -138,7 +108,7 @@ class _Windows:
         return ops.reshape(grad, kernel_rows_shape)
 
 
-def correlate_padded(xp, kernel, strides, dilation, groups, keep_patches=False):
+def correlate_padded(xp, kernel, strides, dilation, groups, path, keep_patches=False):
     """Valid cross-correlation of an already padded channels_last input (no bias).
 
     Args:
@@ -146,14 +116,16 @@ def correlate_padded(xp, kernel, strides, dilation, groups, keep_patches=False):
         kernel: (kh, kw, C // groups, F) tensor.
         strides, dilation: (h, w) int pairs.
         groups: number of channel groups.
-        keep_patches: also return the im2col patch matrix when it was built in one piece
-            (small layers), else None — the kernel gradient reuses it instead of gathering again.
+        path: ``"torch"``, ``"im2col"`` or ``"kernel_rows"`` (see ``kcnn.layers.dispatch``).
+        keep_patches: also return the im2col patch matrix when it was built in one piece,
+            else None — the kernel gradient reuses it instead of gathering again.
     """
     windows = _Windows(xp, kernel.shape[:2], strides, dilation, groups)
-    fast = _torch_fast_path(groups)
-    if fast:
-        return fast.correlate(xp, ops.convert_to_tensor(kernel), strides, dilation, windows.out_hw, keep_patches)
-    chunks = windows.row_chunks()
+    if path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch.correlate(xp, kernel, strides, dilation, windows.out_hw, keep_patches)
+    chunks = _row_chunks(path, windows.kh)
     out = None
     for a0, a1 in chunks:
         patches = windows.rows(a0, a1)
@@ -164,18 +136,19 @@ def correlate_padded(xp, kernel, strides, dilation, groups, keep_patches=False):
     return out
 
 
-def _kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, patches=None):
+def kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, path, patches=None):
     """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f]."""
     kh, kw, cg, filters = kernel_shape
-    fast = _torch_fast_path(groups)
-    if fast:
-        return fast.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
+    if path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
     windows = _Windows(xp, (kh, kw), strides, dilation, groups)
     if patches is not None:
         return windows.kernel_gradient(patches, dy, kernel_shape)
     chunks = [
         windows.kernel_gradient(windows.rows(a0, a1), dy, (a1 - a0, kw, cg, filters))
-        for a0, a1 in windows.row_chunks()
+        for a0, a1 in _row_chunks(path, kh)
     ]
     return chunks[0] if len(chunks) == 1 else ops.concatenate(chunks, axis=0)
 
@@ -215,11 +188,8 @@ def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     kh, kw, cg, _ = kernel.shape
     (dh, dw), (hp, wp) = dilation, padded_hw
     ho, wo = ops.shape(dy)[1:3]
-    batch = ops.shape(dy)[0] if isinstance(ops.shape(dy)[0], int) else 1
-    if batch * ho * wo * kh * kw * cg * groups <= IM2COL_MAX_ELEMENTS:
-        chunks = [(0, kh)]
-    else:
-        chunks = [(a, a + 1) for a in range(kh)]
+    elements = dispatch.patch_elements(ops.shape(dy)[0], (ho, wo), (kh, kw), cg * groups)
+    chunks = _row_chunks("im2col" if elements <= dispatch.MAX_PATCH_ELEMENTS else "kernel_rows", kh)
     dxp = None
     for a0, a1 in chunks:
         windows = _window_gradients(dy, kernel[a0:a1], groups)
@@ -234,11 +204,12 @@ def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     return dxp
 
 
-def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
+def input_gradient(dy, kernel, padded_hw, strides, dilation, groups, path):
     """dXp: scattered back per window (stride 1), or correlated per stride phase."""
-    fast = _torch_fast_path(groups)
-    if fast:
-        return fast.input_gradient(dy, kernel, padded_hw, strides, dilation)
+    if path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
     kh, kw, cg, filters = kernel.shape
     sh, sw = strides
     hp, wp = padded_hw
@@ -258,135 +229,10 @@ def _input_gradient(dy, kernel, padded_hw, strides, dilation, groups):
                 phases.append(ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype))
                 continue
             dyp = ops.pad(dy, ((0, 0), (th - 1, qh - ho), (tw - 1, qw - wo), (0, 0)))
-            phases.append(
-                correlate_padded(dyp, _backward_kernel(sub, groups), (1, 1), (1, 1), groups)
-            )
+            elements = dispatch.patch_elements(n, (qh, qw), (th, tw), filters)
+            phase_path = "im2col" if elements <= dispatch.MAX_PATCH_ELEMENTS else "kernel_rows"
+            phases.append(correlate_padded(dyp, _backward_kernel(sub, groups), (1, 1), (1, 1), groups, phase_path))
         phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
     interleaved = ops.stack(phase_rows, axis=2)  # (N, Qh, sh, Qw, sw, C)
     interleaved = ops.reshape(interleaved, (n, qh * sh, qw * sw, groups * cg))
     return interleaved[:, :hp, :wp, :]
-
-
-def _band_rows(xp, kernel, out_hw):
-    """Output rows per loop iteration for a large layer under TensorFlow/JAX, else None."""
-    if backend() == "torch":  # eager: chunks are freed as soon as they are used
-        return None
-    from kcnn.layers import correlation_bands
-
-    return correlation_bands.band_rows(ops.shape(xp)[0], out_hw, kernel.shape[:2], ops.shape(xp)[-1])
-
-
-def cross_correlate(x, kernel, strides, dilation, pads, groups, lean_backward):
-    """Cross-correlation of a channels_last input with explicit zero padding ``pads``.
-
-    Args:
-        x: (N, H, W, C) tensor.
-        kernel: (kh, kw, C // groups, F) tensor.
-        strides, dilation: (h, w) int pairs.
-        pads: ((top, bottom), (left, right)) zero padding.
-        groups: number of channel groups.
-        lean_backward: use the hand-written backward pass (keeps only ``x``, ``kernel`` and,
-            for small layers, the im2col patches for the gradient). When False the plain
-            formula is traced, which every exporter and higher-order autodiff understands
-            (a static batch of a large layer runs as a loop over output bands: exports trace a
-            dynamic batch and get the unrolled formula).
-    """
-    from kcnn.layers import correlation_bands
-
-    (top, bottom), (left, right) = pads
-    spec = ((0, 0), (top, bottom), (left, right), (0, 0))
-
-    def pad(inputs):
-        return ops.pad(inputs, spec) if any(v for pair in pads for v in pair) else inputs
-
-    if not lean_backward:
-        padded = pad(x)
-        # A static batch: a model being run, not traced for export (exports have a dynamic batch).
-        if isinstance(ops.shape(padded)[0], int):
-            out_hw = _Windows(padded, kernel.shape[:2], strides, dilation, groups).out_hw
-            rows = _band_rows(padded, kernel, out_hw)
-            if rows:
-                return correlation_bands.correlate(padded, kernel, strides, dilation, groups, out_hw, rows)
-        return correlate_padded(padded, kernel, strides, dilation, groups)
-
-    @ops.custom_gradient
-    def lean(inputs, weights):
-        # PyTorch tensors say whether their gradient is wanted (not for a model's input images);
-        # TensorFlow and JAX prune unused gradients themselves.
-        input_gradient_needed = getattr(inputs, "requires_grad", True)
-        padded = pad(inputs)
-        hp, wp = ops.shape(padded)[1:3]
-        out_hw = _Windows(padded, weights.shape[:2], strides, dilation, groups).out_hw
-        rows = _band_rows(padded, weights, out_hw)
-
-        def grad(*args, upstream=None):
-            if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally.
-                (upstream,) = args
-            padded = pad(inputs)
-            dx = None
-            if input_gradient_needed:
-                if rows and strides == (1, 1):
-                    dxp = correlation_bands.input_gradient(upstream, weights, (hp, wp), dilation, groups, rows)
-                else:
-                    dxp = _input_gradient(upstream, weights, (hp, wp), strides, dilation, groups)
-                dx = dxp[:, top : top + ops.shape(inputs)[1], left : left + ops.shape(inputs)[2], :]
-            if rows:
-                dk = correlation_bands.kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, rows)
-            else:
-                dk = _kernel_gradient(padded, upstream, weights.shape, strides, dilation, groups, patches)
-            return dx, ops.cast(dk, weights.dtype)
-
-        if rows:
-            outputs, patches = correlation_bands.correlate(padded, weights, strides, dilation, groups, out_hw, rows), None
-        else:
-            outputs, patches = correlate_padded(padded, weights, strides, dilation, groups, keep_patches=True)
-        return outputs, grad
-
-    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that
-    # read variables unless the gradient function handles them itself.
-    return lean(x, ops.copy(kernel))
-
-
-def resolve_padding(padding, input_hw, kernel_size, strides, dilation):
-    """((top, bottom), (left, right)) for "valid", "same" or an explicit padding spec."""
-    if padding == "valid":
-        return ((0, 0), (0, 0))
-    if padding == "same":
-        return tuple(
-            same_padding(n, k, s, d) for n, k, s, d in zip(input_hw, kernel_size, strides, dilation)
-        )
-    return padding
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def standardize_explicit_padding(padding):
-    """Normalise an explicit padding spec to ((top, bottom), (left, right)), or return None.
-
-    Accepts an int ``p``, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))`` of
-    non-negative ints (lists are accepted too, as they come back from a saved config).
-    Strings are not explicit padding: returns None for them.
-    """
-    if isinstance(padding, str):
-        return None
-    error = ValueError(
-        "Invalid value for argument `padding`. Expected 'valid', 'same', a non-negative int, "
-        "a pair (pad_height, pad_width) or ((top, bottom), (left, right)). "
-        f"Received: padding={padding!r}"
-    )
-    if _is_int(padding):
-        pairs = ((padding, padding), (padding, padding))
-    elif isinstance(padding, (list, tuple)) and len(padding) == 2:
-        if all(_is_int(p) for p in padding):
-            pairs = ((padding[0], padding[0]), (padding[1], padding[1]))
-        elif all(isinstance(p, (list, tuple)) and len(p) == 2 and all(map(_is_int, p)) for p in padding):
-            pairs = tuple(tuple(p) for p in padding)
-        else:
-            raise error
-    else:
-        raise error
-    if any(v < 0 for pair in pairs for v in pair):
-        raise error
-    return pairs

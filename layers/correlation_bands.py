@@ -1,7 +1,7 @@
 """Large layers under TensorFlow and JAX: the training pass one band of output rows at a time.
 
 When a layer's whole im2col matrix (every window of every example) would exceed
-``correlation.IM2COL_MAX_ELEMENTS``, the hand-written training pass runs as a loop
+``dispatch.MAX_PATCH_ELEMENTS``, ``kcnn.layers.dispatch`` plans ``"bands"``: the pass runs as a loop
 (``keras.ops.fori_loop``) over bands of ``rows`` output rows. Each iteration gathers the full
 ``kh·kw·C``-deep windows of its band only — the one deep matmul BLAS runs fastest — and a loop,
 unlike unrolled chunks, makes XLA reuse one band's buffers instead of keeping every chunk alive:
@@ -15,21 +15,6 @@ unlike unrolled chunks, makes XLA reuse one band's buffers instead of keeping ev
 from keras import ops
 
 from kcnn.layers import correlation
-
-# Keras's default batch size: how many examples to plan for when the batch is only known at run time.
-ASSUMED_BATCH = 32
-
-
-def band_rows(batch, out_hw, kernel_hw, channels):
-    """Output rows per band (a divisor of Ho) keeping one band's patches within the budget,
-    or None when the whole patch matrix fits and no loop is needed."""
-    ho, wo = out_hw
-    batch = batch if isinstance(batch, int) else ASSUMED_BATCH
-    per_row = batch * wo * kernel_hw[0] * kernel_hw[1] * channels
-    if per_row * ho <= correlation.IM2COL_MAX_ELEMENTS:
-        return None
-    fitting = [r for r in range(1, ho) if ho % r == 0 and r * per_row <= correlation.IM2COL_MAX_ELEMENTS]
-    return max(fitting, default=1)
 
 
 def _batch(x):
@@ -73,7 +58,7 @@ def kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, rows):
         patches = windows.rows(0, kh)
         return ops.add(grad, windows.kernel_gradient(patches, _output_band(dy, index, rows), kernel_shape))
 
-    grad = ops.zeros(kernel_shape, dtype=xp.dtype)
+    grad = ops.zeros(kernel_shape, dtype=xp.dtype)  # float32 under mixed precision (see engine)
     return ops.fori_loop(0, ops.shape(dy)[1] // rows, body, grad)
 
 

@@ -11,21 +11,15 @@ intermediate is materialised and a fresh large buffer costs page faults:
 * input gradient: per kernel offset, ``dY · K[a, b]ᵀ`` added in place to the strided slice of the
   padded input gradient it belongs to (strides and dilation need no special case).
 
-Only used where autograd is off: inside the hand-written backward pass (``custom_gradient``) and
-under ``torch.no_grad`` (``predict``). In-place and ``out=`` ops cannot be differentiated.
+Used where ``kcnn.layers.dispatch`` plans ``"torch"``: autograd off, i.e. inside the hand-written
+backward pass (``custom_gradient``) and under ``torch.no_grad`` (``predict``), one group, not
+tracing. In-place and ``out=`` ops cannot be differentiated. Chunks hold at most
+``dispatch.MAX_PATCH_ELEMENTS`` elements.
 """
 
 import torch
 
-# Examples per chunk are chosen so that one chunk's patch matrix holds at most this many elements.
-CHUNK_ELEMENTS = 1 << 23
-
-
-def usable(groups):
-    """True when this path may run: PyTorch eager, autograd off, not tracing, one group."""
-    from kcnn.layers import correlation
-
-    return groups == 1 and not torch.is_grad_enabled() and correlation._torch_views_usable()
+from kcnn.layers import dispatch
 
 
 def _window_view(xp, kernel_hw, strides, dilation, out_hw):
@@ -48,7 +42,7 @@ def _patch_chunks(xp, kernel_hw, strides, dilation, out_hw):
     n, channels = xp.shape[0], xp.shape[-1]
     depth = kernel_hw[0] * kernel_hw[1] * channels
     per_example = out_hw[0] * out_hw[1] * depth
-    step = max(1, min(n, CHUNK_ELEMENTS // max(per_example, 1)))
+    step = max(1, min(n, dispatch.MAX_PATCH_ELEMENTS // max(per_example, 1)))
     view = _window_view(xp, kernel_hw, strides, dilation, out_hw)  # (N, Ho, Wo, kh, kw, C)
     one_channel = channels == 1
     if one_channel:

@@ -2,8 +2,9 @@
 
 import keras
 from keras import ops
+from keras.src.backend.common.variables import AutocastScope
 
-from kcnn.layers import correlation
+from kcnn.layers import dispatch, engine, validation
 
 
 @keras.saving.register_keras_serializable(package="kcnn")
@@ -31,13 +32,15 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         groups: number of channel groups (block-diagonal kernel).
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
-
-    Training uses a hand-written backward pass (see ``kcnn.layers.correlation``) that keeps only
-    the input and kernel; inference and export trace the plain formula.
+        algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default:
+            picked per call from the shapes and the backend), ``"reference"`` (the formula as
+            written, ``kcnn.layers.reference``, differentiated automatically), ``"im2col"``,
+            ``"kernel_rows"`` or ``"bands"``. Every choice computes the same numbers.
     """
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", **kwargs):
-        explicit = correlation.standardize_explicit_padding(padding)
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", algorithm="auto", **kwargs):
+        self.algorithm = validation.standardize_choice(algorithm, "algorithm", dispatch.ALGORITHMS)
+        explicit = validation.standardize_explicit_padding(padding)
         super().__init__(
             filters,
             kernel_size,
@@ -54,7 +57,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         return not isinstance(self.padding, str)
 
     def _pads(self, spatial_shape):
-        return correlation.resolve_padding(
+        return validation.resolve_padding(
             self.padding, spatial_shape, self.kernel_size, self.strides, self.dilation_rate
         )
 
@@ -71,7 +74,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             if size is None:
                 out.append(None)
                 continue
-            length = correlation.output_length(size, k, s, d, pads[0] + pads[1])
+            length = validation.output_length(size, k, s, d, pads[0] + pads[1])
             if length <= 0:
                 raise ValueError(
                     "Computed output size would be zero or negative. Received "
@@ -85,21 +88,27 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         return (input_shape[0], self.filters, *out)
 
     def call(self, inputs, training=None):
+        """The cross-correlation of ``inputs``; ``algorithm="reference"`` runs
+        ``kcnn.layers.reference.cross_correlate``, the formula in a few lines:
+        ``Y = Σ_a Σ_b matmul(Xp[:, a·d_h :: s_h, b·d_w :: s_w, :], K[a, b])`` (strided slices of the
+        padded input, one matmul per kernel offset). Other algorithms compute the same numbers in
+        the arrangement ``kcnn.layers.dispatch.choose`` plans; ``training=True`` uses the
+        hand-written backward pass (``kcnn.layers.engine``).
+        """
         x = inputs
         if self.data_format == "channels_first":
             x = ops.transpose(x, (0, 2, 3, 1))
         pads = self._pads(tuple(ops.shape(x)[1:3]))
-        outputs = correlation.cross_correlate(
-            x,
-            self.kernel,
-            self.strides,
-            self.dilation_rate,
-            pads,
-            self.groups,
-            lean_backward=bool(training),
+        # The kernel in its own dtype (float32 under a mixed policy): the engine casts it for the
+        # forward pass and keeps the kernel gradient in float32.
+        with AutocastScope(None):
+            kernel = ops.convert_to_tensor(self.kernel)
+        outputs = engine.cross_correlate(
+            x, kernel, self.strides, self.dilation_rate, pads, self.groups,
+            training=bool(training), algorithm=self.algorithm,
         )
         if self.use_bias:
-            outputs = ops.add(outputs, self.bias)
+            outputs = ops.add(outputs, ops.cast(self.bias, outputs.dtype))
         if self.data_format == "channels_first":
             outputs = ops.transpose(outputs, (0, 3, 1, 2))
         if self.activation is not None:
@@ -108,6 +117,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
 
     def get_config(self):
         config = super().get_config()
+        config["algorithm"] = self.algorithm
         if self.explicit_padding:
             config["padding"] = [list(pair) for pair in self.padding]
         return config

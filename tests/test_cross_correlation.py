@@ -85,46 +85,42 @@ LARGE_LAYER_CASES = [  # (kernel_size, strides, dilation_rate, padding, groups)
 ]
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "auto"])
 @pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
-def test_large_layer_paths_equal_conv2d(kernel_size, strides, dilation, padding, groups, rng, gradients, call, monkeypatch):
-    """With a tiny im2col budget every layer takes its large-layer path: a loop over bands of
-    output rows (TensorFlow/JAX) or several example chunks in one buffer (PyTorch)."""
-    from kcnn.layers import correlation
+def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides, dilation, padding, groups, rng,
+                                                gradients, call, monkeypatch):
+    """Each fast arrangement against the oracle (``algorithm="reference"``), outputs and gradients.
+    A tiny patch budget makes "auto" pick its large-layer path and splits PyTorch's buffer into
+    several example chunks."""
+    from kcnn.layers import dispatch
 
-    monkeypatch.setattr(correlation, "IM2COL_MAX_ELEMENTS", 600)
-    if BACKEND == "torch":
-        from kcnn.layers import correlation_torch
-
-        monkeypatch.setattr(correlation_torch, "CHUNK_ELEMENTS", 600)
-    kwargs = dict(filters=6, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, groups=groups)
-    builtin = keras.layers.Conv2D(padding="valid" if padding == 1 else padding, **kwargs)
-    explicit = CrossCorrelation2D(padding=padding, **kwargs)
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 600)
+    kwargs = dict(filters=6, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, groups=groups,
+                  padding=padding, bias_initializer="random_normal")
+    reference = CrossCorrelation2D(algorithm="reference", **kwargs)
+    explicit = CrossCorrelation2D(algorithm=algorithm, **kwargs)
     x = rng.normal(size=(3, 12, 13, 4)).astype("float32")
-    reference_input = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))) if padding == 1 else x
-    builtin.build(reference_input.shape)
+    reference.build(x.shape)
     explicit.build(x.shape)
-    explicit.set_weights(builtin.get_weights())
-    expected = call(builtin, reference_input)
+    explicit.set_weights(reference.get_weights())
+    expected = call(reference, x)
     for training in (False, True):
         np.testing.assert_allclose(call(explicit, x, training=training), expected, atol=1e-4)
     upstream = rng.normal(size=expected.shape).astype("float32")
-    want = gradients(lambda v: ops.sum(ops.multiply(builtin(v), upstream)), reference_input, builtin)
+    want = gradients(lambda v: ops.sum(ops.multiply(reference(v), upstream)), x, reference)
     got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
-    if padding == 1:  # the reference saw the padded input: compare the interior of its gradient
-        want = (want[0][:, 1:-1, 1:-1], *want[1:])
     for name, g, w in zip(["input", "kernel", "bias"], got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
 
 
-def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
-    from kcnn.layers import correlation, correlation_bands
-
-    assert correlation_bands.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
-    assert correlation_bands.band_rows(2, (28, 28), (5, 5), 1) is None  # fits: no loop
-    # Batch known only at run time: planned for Keras's default batch of 32.
-    assert correlation_bands.band_rows(None, (112, 112), (3, 3), 64) == 4
-    monkeypatch.setattr(correlation, "IM2COL_MAX_ELEMENTS", 10)
-    assert correlation_bands.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
+def test_reference_equals_numpy_loop(rng, call):
+    layer = CrossCorrelation2D(4, (3, 2), strides=(2, 1), padding=((1, 0), (2, 1)), groups=2, algorithm="reference",
+                               bias_initializer="random_normal")
+    x = rng.normal(size=(2, 7, 6, 4)).astype("float32")
+    y = call(layer, x)
+    kernel, bias = layer.get_weights()
+    np.testing.assert_allclose(y, numpy_cross_correlation(x, kernel, bias, (2, 1), (1, 1), ((1, 0), (2, 1)), 2),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize(

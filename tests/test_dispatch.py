@@ -1,0 +1,104 @@
+"""kcnn.layers.dispatch: which arrangement runs for which shapes and backends, and that it really ran."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from kcnn.layers import CrossCorrelation2D, dispatch
+
+BACKEND = keras.backend.backend()
+LENET_C1 = dict(out_hw=(28, 28), kernel_shape=(5, 5, 1, 6), groups=1)
+VGG_BLOCK = dict(out_hw=(112, 112), kernel_shape=(3, 3, 64, 64), groups=1)
+
+
+@pytest.mark.parametrize(
+    "backend,training,batch,layer,autograd_off,path,rows",
+    [
+        ("tensorflow", True, 256, LENET_C1, False, "im2col", None),
+        ("jax", False, None, LENET_C1, False, "im2col", None),
+        ("torch", True, 256, LENET_C1, True, "torch", None),
+        ("torch", False, 256, LENET_C1, False, "im2col", None),  # autograd on: plain keras.ops
+        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 4),  # dynamic batch planned as 32
+        ("jax", True, 32, VGG_BLOCK, False, "bands", 4),
+        ("jax", False, 32, VGG_BLOCK, False, "bands", 4),
+        ("tensorflow", False, None, VGG_BLOCK, False, "kernel_rows", None),  # export: symbolic batch
+        ("torch", True, 32, VGG_BLOCK, True, "torch", None),
+        ("torch", False, 32, VGG_BLOCK, False, "kernel_rows", None),
+        ("torch", True, 32, dict(VGG_BLOCK, kernel_shape=(3, 3, 32, 64), groups=2), True, "bands", 4),
+    ],
+)
+def test_auto_plans(backend, training, batch, layer, autograd_off, path, rows):
+    plan = dispatch.choose(backend=backend, training=training, algorithm="auto", batch=batch,
+                           torch_autograd_off=autograd_off, **layer)
+    if backend == "torch" and path == "bands":  # grouped layers on eager PyTorch: no loop
+        path, rows = "kernel_rows", None
+    assert (plan.path, plan.band_rows, plan.hand_written_backward) == (path, rows, training)
+
+
+@pytest.mark.parametrize("algorithm", ["reference", "im2col", "kernel_rows", "bands"])
+def test_forced_algorithm_is_obeyed(algorithm):
+    plan = dispatch.choose(backend="jax", training=True, algorithm=algorithm, batch=2, **LENET_C1)
+    assert plan.path == algorithm
+    assert plan.hand_written_backward == (algorithm != "reference")
+
+
+def test_im2col_runs_as_the_torch_module_where_it_applies():
+    plan = dispatch.choose(backend="torch", training=True, algorithm="im2col", batch=2, torch_autograd_off=True,
+                           **LENET_C1)
+    assert plan.path == "torch"
+
+
+def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
+    assert dispatch.band_rows(None, (112, 112), (3, 3), 64) == 4  # dynamic batch planned as 32
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 10)
+    assert dispatch.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
+
+
+def _fit_paths(layer, x):
+    """The paths the layer's calls planned while a model holding it trains and predicts."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with dispatch.recorded() as fit_plans:
+        model.fit(x, np.zeros(len(x), "int32"), batch_size=len(x), epochs=1, verbose=0)
+    with dispatch.recorded() as predict_plans:
+        model.predict(x, batch_size=len(x), verbose=0)
+    return {p.path for p in fit_plans}, {p.path for p in predict_plans}
+
+
+def test_the_planned_path_runs_in_fit_and_predict(rng):
+    """On the backend under test, a small layer trains on its fast path (the PyTorch module on torch,
+    one im2col matmul elsewhere): a predicate that silently disabled it would fail here."""
+    fit, predict = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((4, 8, 8, 2), "float32"))
+    fast = "torch" if BACKEND == "torch" else "im2col"
+    assert fit == {fast}
+    assert predict == {fast}
+
+
+def test_large_layer_runs_its_large_path_in_fit(rng, monkeypatch):
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 500)
+    fit, _ = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((4, 8, 8, 2), "float32"))
+    assert fit == {"torch" if BACKEND == "torch" else "bands"}
+
+
+def test_reference_algorithm_runs_the_reference(rng):
+    fit, predict = _fit_paths(CrossCorrelation2D(3, 3, algorithm="reference"), rng.random((2, 6, 6, 1), "float32"))
+    assert fit == predict == {"reference"}
+
+
+@pytest.mark.parametrize("bad", ["fast", "winograd!", None, 3, "AUTO"])
+def test_bad_algorithm_names_the_argument_and_choices(bad):
+    with pytest.raises(ValueError, match=r"`algorithm`.*'auto', 'reference', 'im2col', 'kernel_rows', 'bands'"):
+        CrossCorrelation2D(2, 3, algorithm=bad)
+
+
+def test_algorithm_round_trips_and_old_configs_load(tmp_path):
+    layer = CrossCorrelation2D(2, 3, algorithm="kernel_rows")
+    config = layer.get_config()
+    assert config["algorithm"] == "kernel_rows"
+    assert CrossCorrelation2D.from_config(json.loads(json.dumps(config))).algorithm == "kernel_rows"
+    del config["algorithm"]  # a model saved before the argument existed
+    assert CrossCorrelation2D.from_config(config).algorithm == "auto"
