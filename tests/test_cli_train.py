@@ -258,6 +258,28 @@ def test_resume_after_sigkill_completes_every_epoch_once(tmp_path):
     assert_one_line_error(again, 2, "already finished")
 
 
+def test_resume_of_a_copied_run_folder_writes_only_into_the_copy(tmp_path):
+    import shutil
+
+    proc = run(["--dataset", "synthetic:120:16x16", "--no-export", "--out", "orig"] + TINY,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    (tmp_path / "copy" / "report.json").unlink()  # as if the copy were of an unfinished run
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "orig").iterdir()}
+    resumed = run(["--resume", "--out", "copy", "--quiet"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "copy" / "report.json").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "orig").iterdir()} == before
+
+
+@pytest.mark.parametrize("config", ['{"a": 1}', "[1, 2]", "not json", '{"model": 3, "dataset": "digits", "conv": "builtin"}'])
+def test_resume_of_a_foreign_folder_is_one_line(tmp_path, config):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(config)
+    assert_one_line_error(run(["--resume", "--out", "other"], cwd=tmp_path), 2, "cannot resume from")
+
+
 # ------------------------------------------------------------------------- distribution
 @pytest.mark.skipif(BACKEND == "torch", reason="no mirrored distribution on torch (refusal tested)")
 def test_mirrored_on_two_cpu_replicas(tmp_path):

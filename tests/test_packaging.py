@@ -28,6 +28,8 @@ def test_wheel_maps_layers_and_export_into_kcnn(tmp_path):
     assert "kcnn/layers/cross_correlation.py" in names
     assert "kcnn/export/__init__.py" in names
     assert "kcnn/cli/train.py" in names
+    for package in ("bench", "data", "models", "models/families", "training", "export/serving"):
+        assert f"kcnn/{package}/__init__.py" in names, package
     for asset in ("index.html", "page.css", "page.js"):  # kcnn-serve's page, served from the package
         assert f"kcnn/export/serving/static/{asset}" in names
     top_level = {name.split("/")[0] for name in names}
@@ -55,3 +57,18 @@ def test_exactly_one_onnxruntime_distribution_that_runs():
     (y,) = session.run(None, {"x": np.array([-1.0, 2.0], dtype=np.float32)})
     np.testing.assert_array_equal(y, [0.0, 2.0])
     assert onnx.__version__
+
+
+# Each conflict `pip check` may report, with why it is harmless. jax2onnx names the CPU
+# `onnxruntime` distribution; kcnn installs `onnxruntime-gpu`, which provides the same
+# `onnxruntime` module (CPU provider included), and .ci/install keeps only that one.
+KNOWN_PIP_CONFLICTS = {
+    "jax2onnx": "requires onnxruntime, which is not installed.",
+}
+
+
+def test_pip_check_reports_only_documented_conflicts():
+    proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    unexplained = [line for line in proc.stdout.splitlines() if line.strip() and not any(
+        line.startswith(name + " ") and line.endswith(why) for name, why in KNOWN_PIP_CONFLICTS.items())]
+    assert unexplained == [], proc.stdout

@@ -96,6 +96,45 @@ def as_labels(y, where: str) -> np.ndarray:
     raise DataError(f"{where}: labels must be integers; received dtype {y.dtype}")
 
 
+# Labels above this are refused before a class list is built from them: a stray label of 10**9
+# would otherwise allocate a billion class names. ImageNet-21k, the largest common set, has 21,841.
+MAX_CLASSES = 100_000
+
+
+def check_label_count(y: np.ndarray, where: str) -> int:
+    """The number of classes ``0..max(y)`` implies; DataError beyond :data:`MAX_CLASSES`."""
+    if y.size == 0:
+        return 0
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise DataError(f"{where}: labels must be >= 0; found label {lo}")
+    if hi >= MAX_CLASSES:
+        raise DataError(
+            f"{where}: label {hi} is too large: kcnn supports at most {MAX_CLASSES:,} classes "
+            f"(labels 0..{MAX_CLASSES - 1}); is this column really class indices?")
+    return hi + 1
+
+
+def check_class_names(names, where: str) -> tuple:
+    """``names`` as a tuple of distinct, non-empty strings, else DataError."""
+    names = tuple(str(n) for n in names)
+    if not names:
+        raise DataError(f"{where}: class_names is empty")
+    if len(names) > MAX_CLASSES:
+        raise DataError(f"{where}: {len(names):,} class names; at most {MAX_CLASSES:,} are supported")
+    seen, duplicates = set(), []
+    for name in names:
+        if name in seen and name not in duplicates:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        raise DataError(f"{where}: class_names must be distinct; repeated: "
+                        + ", ".join(repr(d) for d in duplicates[:5]))
+    if any(not name.strip() for name in names):
+        raise DataError(f"{where}: class_names must not be empty strings")
+    return names
+
+
 def check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
     """Check that images and labels describe the same number of examples."""
     if len(x) != len(y):

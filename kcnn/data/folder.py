@@ -13,10 +13,27 @@ SPEC = "folder:DIR"
 _IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras's loader reads
 
 
-def _scan_class_folders(directory):
-    """Check a class-per-sub-folder tree; return (class names, (H, W), color_mode, count)."""
+# File formats TensorFlow's image decoder (behind image_dataset_from_directory) reads, by PIL name.
+_DECODABLE = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp"}
+
+
+def _check_image(path):
+    """(size, mode) of the image at ``path``; DataError when TensorFlow could not decode it."""
     from PIL import Image
 
+    try:
+        with Image.open(path) as im:
+            size, mode, fmt = im.size, im.mode, im.format
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image: {e}") from e
+    if fmt not in _DECODABLE:
+        raise DataError(f"{path}: a {fmt} image under an image extension; folder:DIR reads "
+                        f"{', '.join(_DECODABLE)} files only (convert it first)")
+    return size, mode
+
+
+def _scan_class_folders(directory):
+    """Check a class-per-sub-folder tree; return (class names, (H, W), color_mode, count)."""
     if not os.path.isdir(directory):
         raise DataError(f"image folder not found: {directory}")
     classes = sorted(
@@ -28,20 +45,15 @@ def _scan_class_folders(directory):
             f"{directory}: empty folder: no class sub-folders (folder:DIR needs one "
             f"sub-folder of images per class)"
         )
-    first = None
-    grayscale = True
-    count = 0
+    first, grayscale, count = None, True, 0
     for c in classes:
+        in_class = 0
         for root, _, files in os.walk(os.path.join(directory, c)):
             for f in sorted(files):
                 if not f.lower().endswith(_IMAGE_EXTENSIONS):
                     continue
                 path = os.path.join(root, f)
-                try:
-                    with Image.open(path) as im:
-                        size, mode = im.size, im.mode
-                except (OSError, ValueError) as e:
-                    raise DataError(f"{path}: not a readable image: {e}") from e
+                size, mode = _check_image(path)
                 if first is None:
                     first = (path, size)
                 elif size != first[1]:
@@ -50,12 +62,13 @@ def _scan_class_folders(directory):
                         f"(width x height) but {first[0]} is {first[1][0]}x{first[1][1]}"
                     )
                 grayscale &= mode in ("1", "L", "I", "I;16", "F")
-                count += 1
-    if first is None:
-        raise DataError(
-            f"{directory}: empty folder: no image files ({', '.join(_IMAGE_EXTENSIONS)}) "
-            f"in its class sub-folders {', '.join(classes)}"
-        )
+                in_class += 1
+        if in_class == 0:  # Keras would make it a class that no example has
+            raise DataError(
+                f"{os.path.join(directory, c)}: class folder {c!r} holds no image files "
+                f"({', '.join(_IMAGE_EXTENSIONS)}); remove it or add its images"
+            )
+        count += in_class
     width, height = first[1]
     return tuple(classes), (height, width), "grayscale" if grayscale else "rgb", count
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from kcnn.data.arrays import DataError
 from kcnn.data.image_data import from_arrays
+from kcnn.data.npz import NPZ_KEYS
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kcnn.data.arrays import DataError, as_images, as_labels, check_label_range, check_pair
+from kcnn.data.arrays import (DataError, as_images, as_labels, check_class_names, check_label_count,
+                              check_label_range, check_pair)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,10 +29,8 @@ class ImageData:
     class_names: tuple
 
     def __post_init__(self):
-        names = tuple(str(n) for n in self.class_names)
+        names = check_class_names(self.class_names, self.name)
         object.__setattr__(self, "class_names", names)
-        if not names:
-            raise DataError(f"{self.name}: class_names is empty")
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             where = f"{self.name} ({split})"
@@ -97,11 +96,11 @@ def from_arrays(name, x_train, y_train, x_test, y_test, class_names=None, where=
         )
     if xtr.dtype != xte.dtype:  # one uint8, one float: bring both to float [0, 1]
         xtr, xte = (a.astype(np.float32) / 255 if a.dtype == np.uint8 else a for a in (xtr, xte))
-    for y, key in ((ytr, "y_train"), (yte, "y_test")):
-        if y.min() < 0:
-            raise DataError(f"{where}: {key}: labels must be >= 0; found label {int(y.min())}")
-    if class_names is None:
-        class_names = tuple(str(i) for i in range(int(max(ytr.max(), yte.max())) + 1))
-    for y, key in ((ytr, "y_train"), (yte, "y_test")):
+    labels = ((ytr, "y_train"), (yte, "y_test"))
+    if class_names is None:  # classes 0..max label, once the labels are known to be sane
+        counts = [check_label_count(y, f"{where}: {key}") for y, key in labels]
+        class_names = tuple(str(i) for i in range(max(counts)))
+    class_names = check_class_names(class_names, where)
+    for y, key in labels:
         check_label_range(y, len(class_names), f"{where}: {key}")
     return ImageData(name, xtr, ytr, xte, yte, tuple(class_names))

@@ -24,6 +24,9 @@ def read_npz(path: str) -> dict:
     """
     if not os.path.isfile(path):
         raise DataError(f"npz file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an npz file (an .npz is a zip archive of .npy arrays, as "
+                        "numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
@@ -48,7 +51,10 @@ def read_npz(path: str) -> dict:
     except DataError:
         raise
     except ValueError as e:  # object arrays refused by allow_pickle=False, bad headers
-        raise DataError(f"{path}: cannot read npz file without pickle: {e}") from e
+        if "pickle" in str(e):
+            raise DataError(f"{path}: holds object (pickled) arrays, which kcnn never loads; save "
+                            "the images and labels as numeric arrays") from None
+        raise DataError(f"{path}: not a readable npz file: {e}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: not a readable npz file: {e}") from e
     return out

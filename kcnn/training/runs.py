@@ -56,7 +56,11 @@ class RunConfig:
 
 
 def load_config(out: str) -> RunConfig:
-    """The :class:`RunConfig` saved in run folder ``out`` (for resuming)."""
+    """The :class:`RunConfig` saved in run folder ``out`` (for resuming).
+
+    The run writes into ``out`` whatever folder the saved config names: a copied run folder must
+    never write into the original. A ``config.json`` that kcnn-train did not write is a RunError.
+    """
     from kcnn.files import read_json
 
     path = os.path.join(out, CONFIG_FILE)
@@ -64,13 +68,19 @@ def load_config(out: str) -> RunConfig:
         raise RunError(f"no run to resume in {out!r}: {CONFIG_FILE} not found")
     try:
         values = read_json(path)
-        fields = {f.name for f in dataclasses.fields(RunConfig)}
-        # The folder being resumed is where the run writes, whatever path it was saved under
-        # (a copied run folder must never write into the original).
-        values["out"] = out
-        return RunConfig(**{k: v for k, v in values.items() if k in fields})
-    except (ValueError, TypeError) as e:
-        raise RunError(f"cannot resume from {path}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot resume from {path}: not a readable JSON file ({e})") from None
+    expected = {f.name: f for f in dataclasses.fields(RunConfig)}
+    if not isinstance(values, dict) or not {"model", "dataset", "conv"} <= set(values):
+        raise RunError(f"cannot resume from {path}: not a kcnn-train run configuration "
+                       "(it needs model, dataset, conv, ...); start a new run with --out")
+    for key in ("model", "dataset", "conv", "recipe"):
+        if key in values and not isinstance(values[key], str):
+            raise RunError(f"cannot resume from {path}: {key} must be a string; "
+                           f"found {values[key]!r}")
+    values = {k: v for k, v in values.items() if k in expected}
+    values["out"] = out
+    return RunConfig(**values)
 
 
 def _jit(value):

@@ -225,8 +225,48 @@ def test_npz_object_arrays_are_never_unpickled(tmp_path):
     obj = np.empty(2, dtype=object)
     obj[:] = [np.zeros((2, 2)), np.zeros((3, 3))]
     np.savez(path, x_train=obj, y_train=np.arange(2), x_test=obj, y_test=np.arange(2))
-    with pytest.raises(DataError, match="without pickle"):
+    with pytest.raises(DataError, match="never loads") as raised:
         data.load(f"npz:{path}")
+    assert "allow_pickle" not in str(raised.value) and "unsafe" not in str(raised.value)
+
+
+@pytest.mark.parametrize("content", [b"\0" * 4096, b"", b"PK\3\4 truncated"])
+def test_npz_that_is_not_a_zip_is_named_as_such(tmp_path, content):
+    path = tmp_path / "zeros.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="not an npz file|not a readable npz") as raised:
+        data.load(f"npz:{path}")
+    assert "pickle" not in str(raised.value) and str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize("label", [10**9, 2**62, 100_000])
+def test_a_huge_label_is_refused_before_building_a_class_list(tmp_path, rng, label):
+    a = small_arrays(rng)
+    a["y_train"] = a["y_train"].astype(np.int64)
+    a["y_train"][3] = label
+    path = tmp_path / "huge.npz"
+    np.savez(path, **a)
+    with pytest.raises(DataError, match=rf"{path}: y_train: label {label} is too large"):
+        data.load(f"npz:{path}")
+
+
+def test_labels_beyond_the_class_names_name_the_label(tmp_path, rng):
+    a = small_arrays(rng)
+    a["y_train"] = a["y_train"].astype(np.int64)
+    a["y_train"][0] = 10**9
+    path = tmp_path / "named.npz"
+    np.savez(path, **a, class_names=np.array([str(i) for i in range(10)]))
+    with pytest.raises(DataError, match=r"y_train: label 1000000000 is out of range for 10 classes"):
+        data.load(f"npz:{path}")
+
+
+@pytest.mark.parametrize("names, fragment", [(["a", "b", "a"], "repeated: 'a'"),
+                                             (["a", " ", "c"], "empty strings")])
+def test_class_names_must_be_distinct_and_non_empty(rng, names, fragment):
+    x = rng.integers(0, 255, (6, 4, 4, 1), dtype=np.uint8)
+    y = np.arange(6) % 3
+    with pytest.raises(DataError, match=fragment):
+        ImageData("d", x, y, x, y, tuple(names))
 
 
 # --------------------------------------------------------------------------- idx
@@ -334,7 +374,7 @@ def test_folder_bad_data(tmp_path, problem):
     root = tmp_path / "imgs"
     root.mkdir()
     message = {"no_classes": "empty folder: no class sub-folders",
-               "no_images": "empty folder: no image files",
+               "no_images": "class folder 'cat' holds no image files",
                "inconsistent": "images of inconsistent shape",
                "missing": "image folder not found",
                "too_few": "too few",
@@ -680,3 +720,29 @@ def test_tiny_model_fits_on_make_dataset():
     assert np.isfinite(history.history["loss"][0])
     assert 0.0 <= history.history["val_accuracy"][0] <= 1.0
     assert model.predict(test, verbose=0).shape == (64, 10)
+
+
+def test_an_empty_class_folder_is_refused_not_a_class(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), 40 * i).save(root / name / f"{i}.png")
+    (root / "empty").mkdir()
+    with pytest.raises(DataError, match=r"imgs/empty: class folder 'empty' holds no image files"):
+        data.load(f"folder:{root}")
+
+
+def test_a_tiff_named_png_is_refused_with_its_file_name(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), 40 * i).save(root / name / f"{i}.png")
+    Image.new("F", (8, 8), 0.5).save(root / "dog" / "odd.png", format="TIFF")
+    with pytest.raises(DataError, match=r"dog/odd.png: a TIFF image under an image extension"):
+        data.load(f"folder:{root}")
