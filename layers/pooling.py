@@ -8,21 +8,15 @@ elements in each window) or explicit zero padding as in `torch.nn.MaxPool2d` / `
 `((top, bottom), (left, right))`; max pooling then pads with −inf (in practice the lowest finite
 value of the dtype) and average pooling counts the padded zeros (`count_include_pad=True`).
 """
-import numbers
-
 import keras
 import ml_dtypes
 import numpy as np
 from keras import ops
 from keras.src.backend import standardize_data_format
-from keras.src.utils import argument_validation
+
+from kcnn.layers import validation
 
 __all__ = ["MaxPool2D", "AvgPool2D"]
-
-_PADDING_ACCEPTED = (
-    "'valid', 'same', a non-negative int, a pair (pad_h, pad_w) or "
-    "((top, bottom), (left, right))"
-)
 
 
 def standardize_pool_padding(padding, pool_size):
@@ -31,32 +25,9 @@ def standardize_pool_padding(padding, pool_size):
     Explicit padding must not exceed half the pool size on any side (the rule of
     `torch.nn.MaxPool2d`): a wider pad would create windows holding padding only.
     """
-    if isinstance(padding, str):
-        return argument_validation.standardize_padding(padding)
-    error = f"The `padding` argument must be {_PADDING_ACCEPTED}. Received padding={padding!r}"
-    if isinstance(padding, bool):
-        raise ValueError(error)
-    if _is_int(padding):
-        pairs = ((padding, padding), (padding, padding))
-    else:
-        try:
-            items = tuple(padding)
-        except TypeError:
-            raise ValueError(error) from None
-        if len(items) != 2:
-            raise ValueError(error)
-        if all(_is_int(p) for p in items):
-            pairs = tuple((int(p), int(p)) for p in items)
-        else:
-            try:
-                pairs = tuple(tuple(p) for p in items)
-            except TypeError:
-                raise ValueError(error) from None
-            if any(len(p) != 2 or not all(_is_int(v) for v in p) for p in pairs):
-                raise ValueError(error)
-            pairs = tuple((int(p[0]), int(p[1])) for p in pairs)
-    if any(v < 0 for pair in pairs for v in pair):
-        raise ValueError(error + " (negative values are not accepted)")
+    pairs = validation.standardize_padding(padding)
+    if isinstance(pairs, str):
+        return pairs
     for axis, (pair, k) in enumerate(zip(pairs, pool_size)):
         if max(pair) * 2 > k:
             raise ValueError(
@@ -65,10 +36,6 @@ def standardize_pool_padding(padding, pool_size):
                 f"axis {axis} pads {pair} around a window of {k}."
             )
     return pairs
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _reduce_axis(x, axis, pool, stride, combine):
@@ -102,15 +69,6 @@ def _size(x, axis):
     return int(size)
 
 
-def _same_pads(size, pool, stride):
-    """(before, after) padding of Keras/TensorFlow "same" pooling along one axis."""
-    out = (size + stride - 1) // stride
-    total = (out - 1) * stride + pool - size
-    total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
-    before = total // 2
-    return before, total - before
-
-
 class _Pool2D(keras.layers.Layer):
     """Shared argument handling, padding and window slicing of the explicit pooling layers."""
 
@@ -124,9 +82,9 @@ class _Pool2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        self.pool_size = argument_validation.standardize_tuple(pool_size, 2, "pool_size")
+        self.pool_size = validation.standardize_tuple(pool_size, 2, "pool_size")
         strides = self.pool_size if strides is None else strides
-        self.strides = argument_validation.standardize_tuple(strides, 2, "strides")
+        self.strides = validation.standardize_tuple(strides, 2, "strides")
         self.padding = standardize_pool_padding(padding, self.pool_size)
         self.data_format = standardize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
@@ -140,7 +98,7 @@ class _Pool2D(keras.layers.Layer):
             return ((0, 0), (0, 0))
         if self.padding == "same":
             return tuple(
-                _same_pads(_size(inputs, axis), k, s)
+                validation.same_padding(_size(inputs, axis), k, s)
                 for axis, k, s in zip(self._spatial_axes, self.pool_size, self.strides)
             )
         return self.padding
@@ -163,6 +121,29 @@ class _Pool2D(keras.layers.Layer):
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
         rows = _reduce_axis(padded, w_axis, k_w, s_w, combine)
         return _reduce_axis(rows, h_axis, k_h, s_h, combine)
+
+    def _tiles(self, padded):
+        """Non-overlapping windows (stride == pool) as a reshape, or None.
+
+        Returns ``(tiles, axes)``: ``padded`` cropped to whole windows and reshaped so that each
+        window's rows and columns are their own axes (``axes``), for one reduction. Its gradient is
+        a broadcast, where the strided slices' is one padded copy per window offset. Needs static
+        spatial and channel sizes.
+        """
+        if tuple(self.strides) != tuple(self.pool_size):
+            return None
+        h_axis, w_axis = self._spatial_axes
+        c_axis = 3 if self.data_format == "channels_last" else 1
+        sizes = [padded.shape[axis] for axis in (h_axis, w_axis, c_axis)]
+        if any(not isinstance(v, int) for v in sizes):
+            return None
+        (h, w, c), (kh, kw) = sizes, self.pool_size
+        ho, wo = h // kh, w // kw
+        if (ho * kh, wo * kw) != (h, w):
+            padded = padded[:, : ho * kh, : wo * kw] if c_axis == 3 else padded[:, :, : ho * kh, : wo * kw]
+        if c_axis == 3:
+            return ops.reshape(padded, (-1, ho, kh, wo, kw, c)), (2, 4)
+        return ops.reshape(padded, (-1, c, ho, kh, wo, kw)), (3, 5)
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
@@ -237,9 +218,10 @@ class MaxPool2D(_Pool2D):
     to exactly one input: the first maximum of its window in row-major order, as in
     `torch.nn.MaxPool2d`. Padded positions hold the lowest finite value of the dtype (−inf in
     effect), so they never win.
-    """ + _ARGS_DOC
+    """
 
     def call(self, inputs):
+        """Max over each window of the (padded) ``inputs``."""
         inputs = self._cast_input(inputs)
         padded = self._pad(inputs, self._pads(inputs), _lowest(inputs.dtype))
         # Strict ">" keeps the earlier maximum on ties; `where` routes the gradient to one branch.
@@ -254,9 +236,10 @@ class AvgPool2D(_Pool2D):
     `torch.nn.AvgPool2d(count_include_pad=True)`), and the number of unpadded elements in the
     window for `"same"` (as `keras.layers.AveragePooling2D`). float16/bfloat16 inputs are summed
     in float32 and the result is cast back.
-    """ + _ARGS_DOC
+    """
 
     def call(self, inputs):
+        """Average over each window of the (padded) ``inputs``."""
         inputs = self._cast_input(inputs)
         out_dtype = inputs.dtype
         if keras.backend.standardize_dtype(out_dtype) in ("float16", "bfloat16"):
@@ -286,4 +269,12 @@ class AvgPool2D(_Pool2D):
         return counts[None, None]
 
     def _window_sum(self, padded):
+        tiles = self._tiles(padded)
+        if tiles is not None:
+            return ops.sum(tiles[0], axis=tiles[1])
         return self._reduce_windows(padded, ops.add)
+
+
+# The shared argument list, appended to each layer's own docstring.
+MaxPool2D.__doc__ += _ARGS_DOC
+AvgPool2D.__doc__ += _ARGS_DOC

@@ -469,3 +469,23 @@ def test_pool_larger_than_padded_input_raises(layer, shape):
 def test_wrong_rank_input_raises():
     with pytest.raises(ValueError, match="expected ndim=4"):
         MaxPool2D()(np.zeros((4, 4, 1), "float32"))
+
+
+# ---------------------------------------------------------------- arrangements and docs
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("padding", ["valid", "same", 1])
+def test_tiled_average_equals_strided_slices(rng, data_format, padding):
+    """stride == pool runs as one reshape + sum (odd sizes crop or pad); it equals the slice loop."""
+    layer = AvgPool2D(2, padding=padding, data_format=data_format)
+    x = rng.normal(size=(2, 7, 6, 3) if data_format == "channels_last" else (2, 3, 7, 6)).astype("float32")
+    padded = layer._pad(ops.convert_to_tensor(x), layer._pads(ops.convert_to_tensor(x)), 0.0)
+    assert layer._tiles(padded) is not None
+    sliced = ops.convert_to_numpy(layer._reduce_windows(padded, ops.add))
+    np.testing.assert_allclose(to_numpy(layer._window_sum(padded)), sliced, rtol=1e-6, atol=1e-6)
+    assert AvgPool2D(3, 2)._tiles(padded) is None  # overlapping windows: slices
+
+
+@pytest.mark.parametrize("layer_cls", [MaxPool2D, AvgPool2D])
+def test_layers_have_docstrings_with_arguments(layer_cls):
+    assert "pool_size:" in layer_cls.__doc__ and "Y[n, i, j, c]" in layer_cls.__doc__
