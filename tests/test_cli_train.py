@@ -215,12 +215,19 @@ def test_explicit_conv_with_the_d2l_recipe(tmp_path):
     assert report["onnx"]["top1_agreement"] == 1.0
 
 
-def test_mixed_precision_keeps_a_float32_export(tmp_path):
-    proc = run(["--dataset", "synthetic:120:16x16", "--mixed-precision", "--out", "run", *TINY],
-               cwd=tmp_path)
+@pytest.mark.parametrize("flag, policy, named", [
+    (["--mixed-precision"], "mixed_float16", "fp16"),  # the bare flag keeps meaning fp16
+    (["--mixed-precision", "bf16"], "mixed_bfloat16", "bf16"),
+    (["--mixed-precision", "auto"], None, "auto"),
+])
+def test_mixed_precision_keeps_a_float32_export(tmp_path, flag, policy, named):
+    from kcnn.training import precision
+
+    policy = policy or precision.resolve_policy("auto", BACKEND)
+    proc = run(["--dataset", "synthetic:120:16x16", *flag, "--out", "run", *TINY], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["dtype_policy"] == "mixed_float16" and report["mixed_precision"] is True
+    assert report["dtype_policy"] == policy and report["mixed_precision"] == named
     assert report["onnx"]["max_abs_diff"] < 1e-3 and report["onnx"]["top1_agreement"] == 1.0
 
 

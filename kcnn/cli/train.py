@@ -74,8 +74,12 @@ def build_parser():
                         "its last finished epoch, with its saved configuration")
     p.add_argument("--no-export", dest="export", action="store_false",
                    help="skip the ONNX export and onnxruntime check")
-    p.add_argument("--mixed-precision", action="store_true",
-                   help="mixed_float16 compute (GPU speed-up; the output layer stays float32)")
+    p.add_argument("--mixed-precision", nargs="?", const="fp16", default="none",
+                   choices=("none", "fp16", "bf16", "auto"), metavar="{none,fp16,bf16,auto}",
+                   help="compute in float16 (fp16, also the bare flag), bfloat16 (bf16) or what "
+                        "this machine does best (auto: bf16 on GPUs with compute capability >= 8 "
+                        "and CPUs with AMX/AVX512-BF16, fp16 on other GPUs, else none); the "
+                        "output layer and the ONNX export stay float32 (default: none)")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                    help="XLA / torch.compile for the train step (auto: XLA on jax, on tensorflow "
                         "with a GPU or --conv explicit; eager on torch and otherwise)")

@@ -1,19 +1,13 @@
-"""Which device Keras trains on, and the mixed-precision policy.
+"""Which device Keras trains on.
 
-* :func:`device_report` names the devices the active Keras backend actually uses
-  (``tf.config.list_logical_devices`` on TensorFlow, ``jax.devices()`` on JAX,
-  ``torch.cuda`` on PyTorch), e.g. ``{"backend": "torch", "device": "cuda:0", ...}``.
-* :func:`set_mixed_precision` switches the global dtype policy to ``mixed_float16``;
-  :func:`float32_output` keeps a model's output layer in float32 so logits and loss stay
-  numerically safe.
+:func:`device_report` names the devices the active Keras backend actually uses
+(``tf.config.list_logical_devices`` on TensorFlow, ``jax.devices()`` on JAX, ``torch.cuda`` on
+PyTorch), e.g. ``{"backend": "torch", "device": "cuda:0", ...}``, and the dtype policy in force.
 """
 from __future__ import annotations
 
 import json
 import os
-
-MIXED_POLICY = "mixed_float16"
-
 
 def _backend():
     import keras
@@ -88,31 +82,3 @@ def device_report() -> dict:
         "devices": devices,
         "dtype_policy": keras.config.dtype_policy().name,
     }
-
-
-def set_mixed_precision(enabled: bool) -> str:
-    """Set Keras's global dtype policy: ``mixed_float16`` if ``enabled`` else ``float32``.
-
-    Call it before building the model (layers take the policy at construction). Returns the
-    policy name now in force.
-    """
-    import keras
-
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be a bool; received {type(enabled).__name__} {enabled!r}")
-    keras.config.set_dtype_policy(MIXED_POLICY if enabled else "float32")
-    return keras.config.dtype_policy().name
-
-
-def float32_output(model):
-    """Make ``model``'s last layer compute in float32 (returns the model).
-
-    Under ``mixed_float16`` every layer computes in float16; the logits layer must not, or the
-    softmax/cross-entropy would overflow and the exported model would emit float16. Variables are
-    float32 under the mixed policy already, so switching the layer's policy after building is
-    enough: Keras casts the layer's inputs to its compute dtype on every call.
-    """
-    last = model.layers[-1]
-    if last.dtype_policy.compute_dtype != "float32":
-        last.dtype_policy = "float32"
-    return model

@@ -44,7 +44,7 @@ class RunConfig:
     image_size: int | None = None
     seed: int = 0
     export: bool = True
-    mixed_precision: bool = False
+    mixed_precision: str = "none"  # none | fp16 | bf16 | auto (True/False: fp16/none)
     jit_compile: str = "auto"
     steps_per_execution: int | str = "auto"
     distribute: str = "none"
@@ -137,6 +137,7 @@ def _recipe_and_data(config):
     from kcnn import models
     from kcnn.training import recipes
     from kcnn.training.fit import resolve_steps_per_execution
+    from kcnn.training.precision import check_precision
 
     if config.model not in models.available():
         raise RunError(f"unknown model {config.model!r}; available: {', '.join(models.available())}")
@@ -146,6 +147,7 @@ def _recipe_and_data(config):
                              optimizer=config.optimizer, image_size=config.image_size)
         resolve_steps_per_execution(config.steps_per_execution,
                                     distributed=config.distribute != "none")
+        check_precision(config.mixed_precision)
         data = kdata.load(config.dataset, seed=config.seed)
     except (ValueError, TypeError) as e:  # DataError is a ValueError
         raise RunError(str(e)) from None
@@ -189,7 +191,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
 
     from kcnn.files import write_json
     from kcnn.models import summary
-    from kcnn.training import devices
+    from kcnn.training import precision
     from kcnn.training import distribution as kdistribution
     from kcnn.training.fit import fit
     from kcnn.training.html_report import write_html_report
@@ -201,7 +203,8 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     if not resume:
         write_json(os.path.join(out, CONFIG_FILE), config.to_dict())
     distribution = kdistribution.make_distribution(config.distribute)
-    devices.set_mixed_precision(config.mixed_precision)
+    policy = precision.set_precision(config.mixed_precision)
+    mixed = policy != "float32"
     keras.utils.set_random_seed(config.seed)
     build = _model_builder(config, recipe, data)
     try:
@@ -209,8 +212,8 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
             model = build()
     except ValueError as e:  # e.g. an image size too small for the architecture
         raise RunError(str(e)) from None
-    if config.mixed_precision:
-        devices.float32_output(model)
+    if mixed:
+        precision.float32_output(model)
 
     result = fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
                  jit_compile=_jit(config.jit_compile),
@@ -224,7 +227,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
         "class_names": list(data.class_names),
         "recipe": recipe.to_dict(),
         "seed": config.seed,
-        "mixed_precision": config.mixed_precision,
+        "mixed_precision": precision.check_precision(config.mixed_precision),
         "jit_compile": config.jit_compile,
         "keras_version": keras.__version__,
     }
@@ -237,11 +240,11 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     local = model
     if distribution.kind == "multiworker":
         local = _twin(model, build)
-        if config.mixed_precision:
-            devices.float32_output(local)
+        if mixed:
+            precision.float32_output(local)
     _write_figures(local, result, recipe, data, out)
     if config.export:
-        exportable = _twin(local, build, policy="float32") if config.mixed_precision else local
+        exportable = _twin(local, build, policy="float32") if mixed else local
         report["onnx"] = _export(exportable, config, data, out, recipe)
     report["seconds"] = time.perf_counter() - started
     write_json(os.path.join(out, "report.json"), report)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from kcnn.training import devices, distribution
+from kcnn.training import devices, distribution, precision
 
 
 @pytest.fixture
@@ -68,29 +68,65 @@ def test_report_uses_the_backend_listing(monkeypatch):
 
 
 def test_mixed_precision_policy(restore_policy):
-    assert devices.set_mixed_precision(True) == "mixed_float16"
+    assert precision.set_precision("fp16") == "mixed_float16"
     assert devices.device_report()["dtype_policy"] == "mixed_float16"
-    assert devices.set_mixed_precision(False) == "float32"
-    with pytest.raises(TypeError, match="enabled must be a bool"):
-        devices.set_mixed_precision("yes")
+    assert precision.set_precision("bf16") == "mixed_bfloat16"
+    assert precision.set_precision(True) == "mixed_float16"  # the old boolean flag
+    assert precision.set_precision("none") == "float32"
+    with pytest.raises(ValueError, match="mixed_precision must be one of none, fp16, bf16, auto"):
+        precision.set_precision("yes")
 
 
-def test_float32_output_keeps_logits_in_float32(restore_policy):
+@pytest.mark.parametrize("gpus, flags, policy", [
+    ((), (), "float32"),
+    ((), ("avx512_bf16",), "mixed_bfloat16"),
+    ((), ("amx_bf16", "avx512_bf16"), "mixed_bfloat16"),
+    (((9, 0),), (), "mixed_bfloat16"),      # H100/H200
+    (((8, 0), (8, 6)), ("amx_bf16",), "mixed_bfloat16"),
+    (((7, 5),), ("amx_bf16",), "mixed_float16"),  # T4: no native bfloat16, the GPU decides
+    (((8, 0), (7, 0)), (), "mixed_float16"),
+])
+def test_auto_picks_bf16_where_the_hardware_has_it(gpus, flags, policy):
+    assert precision.choose_policy("auto", gpus=gpus, cpu_flags=flags) == policy
+
+
+def test_explicit_choices_ignore_the_hardware():
+    assert precision.choose_policy("fp16", gpus=((9, 0),), cpu_flags=("amx_bf16",)) == "mixed_float16"
+    assert precision.choose_policy("none", gpus=((9, 0),)) == "float32"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert precision.cpu_bf16_flags(cpuinfo) == ("amx_bf16", "avx512_bf16")
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2\n")
+    assert precision.cpu_bf16_flags(cpuinfo) == ()
+    assert precision.cpu_bf16_flags(tmp_path / "missing") == ()
+
+
+def test_this_machine_resolves_auto_consistently():
+    expected = precision.choose_policy("auto", gpus=precision.gpu_capabilities(),
+                                       cpu_flags=precision.cpu_bf16_flags())
+    assert precision.resolve_policy("auto") == expected
+
+
+@pytest.mark.parametrize("mode, dtype", [("fp16", "float16"), ("bf16", "bfloat16")])
+def test_float32_output_keeps_logits_in_float32(restore_policy, mode, dtype):
     from kcnn import models
 
-    devices.set_mixed_precision(True)
+    precision.set_precision(mode)
     model = models.build("lenet-modern", input_shape=(16, 16, 1), num_classes=3)
-    assert model.layers[1].compute_dtype == "float16"
-    devices.float32_output(model)
+    assert model.layers[1].compute_dtype == dtype
+    precision.float32_output(model)
     assert model.layers[-1].compute_dtype == "float32"
-    assert model.layers[-2].compute_dtype == "float16"
+    assert model.layers[-2].compute_dtype == dtype
     out = model(np.zeros((2, 16, 16, 1), "float32"))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
 
 
 def test_float32_output_leaves_float32_models_alone(restore_policy):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    assert devices.float32_output(model) is model
+    assert precision.float32_output(model) is model
     assert model.layers[-1].dtype_policy.name == "float32"
 
 
