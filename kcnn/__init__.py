@@ -1,7 +1,11 @@
 """kcnn: explicit cross-correlation CNNs on Keras 3.
 
-Subpackages: ``kcnn.layers`` (the maths), ``kcnn.models`` (builders),
-``kcnn.data``, ``kcnn.train``, ``kcnn.plots`` and ``kcnn.export`` (ONNX).
+Subpackages: ``kcnn.layers`` (the maths), ``kcnn.models`` (builders), ``kcnn.data`` (data sets and
+the input pipeline), ``kcnn.training`` (``model.fit`` with recipes; also ``kcnn.train``),
+``kcnn.bench`` (``kcnn-bench``), ``kcnn.cli`` (the console scripts), ``kcnn.plots`` and
+``kcnn.export`` (ONNX export, inference and serving).
 """
+from kcnn.export.metadata import kcnn_version as _kcnn_version
 
-__version__ = "0.1.0"
+# One source of truth: the version pyproject.toml gives the installed distribution.
+__version__ = _kcnn_version()
