@@ -175,7 +175,8 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
     assert len(summary) == 1, proc.stdout
     out = tmp_path / "run"
     expected = {"model.keras", "history.csv", "report.json", "report.html", "config.json",
-                "curves.png", "confusion.png", "kernels.png"} | ({"model.onnx"} if export else set())
+                "curves.png", "confusion.png", "kernels.png"} | (
+                    {"model.onnx", "model.explain.onnx"} if export else set())
     assert expected <= set(os.listdir(out))
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "src=\"http" not in page

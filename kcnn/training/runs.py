@@ -8,6 +8,7 @@
     backup/        BackupAndRestore checkpoint while the run is unfinished
     model.keras    the trained model
     model.onnx     the ONNX export, verified against Keras in onnxruntime
+    model.explain.onnx  the same network with its conv/pool activations (kcnn-serve's page)
     report.json    final figures (accuracy, loss, examples/sec, device, ONNX check, ...)
     report.html    one self-contained page: the figures, curves, confusion matrix, kernels, layers
     curves.png     rewritten after every epoch; confusion.png, kernels.png at the end
@@ -121,8 +122,9 @@ def _export(model, config, data, out, recipe):
 
     size, channels = _model_input(model)
     path = os.path.join(out, "model.onnx")
+    # The explain file beside it feeds kcnn-serve's see-inside page (feature maps, kernels).
     kexport.export_onnx(model, path, labels=list(data.class_names), model_name=recipe.model,
-                        conv=config.conv)
+                        conv=config.conv, explain=True)
     n = min(256, data.num_test)
     batch = next(iter(make_dataset(data.x_test[:n], data.y_test[:n], batch_size=n,
                                          image_size=size, channels=channels)))
