@@ -231,7 +231,7 @@
       }, [fill]);
       list.append(el("li", { class: rank === 0 ? "prediction best" : "prediction",
                              "data-label": item.label, "data-index": String(item.index) }, [
-        el("span", { class: "label", text: item.label }),
+        el("span", { class: "label", text: item.label, title: item.label }),
         bar,
         el("span", { class: "score", text: `${percent.toFixed(1)} %` }),
       ]));
@@ -320,6 +320,7 @@
     $("maps-caption").textContent = reason;
     $("kernels").replaceChildren(note("No kernels without explain data."));
     $("input-caption").textContent = "Not available without explain data.";
+    document.querySelector(".seen").classList.add("unavailable");
   }
 
   // ---------------------------------------------------------------------------------------
