@@ -6,6 +6,8 @@ Sections (``runner.SECTIONS``: one module each, with a ``run(ctx) -> dict``):
 
 ``conv``       ``CrossCorrelation2D`` vs ``Conv2D``: training-step and forward time, peak RSS,
                per backend, LeNet and a VGG block (``conv_floor``: the matmul floor).
+``user``       the explicit layers in a plain user script at Keras's defaults (``Sequential``,
+               ``compile()``, ``fit`` on NumPy): LeNet time, VGG-block peak RSS, bf16 vs float32.
 ``torch``      LeNet training throughput of kcnn's training path vs a plain PyTorch eager LeNet.
 ``inference``  onnxruntime vs ``model.predict`` vs a direct model call: batch-1 latency and
                batch-256 throughput for LeNet, AlexNet and VGG-11.

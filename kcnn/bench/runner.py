@@ -10,6 +10,7 @@ from kcnn.bench.common import BACKENDS, SIZES, BenchError, Context, current_back
 # Section name -> module with ``run(ctx) -> dict`` (and the ``child_*`` tasks it starts).
 SECTIONS = {
     "conv": "kcnn.bench.conv",
+    "user": "kcnn.bench.user_fit",
     "torch": "kcnn.bench.torch_reference",
     "inference": "kcnn.bench.inference",
     "serving": "kcnn.bench.serving",

@@ -17,6 +17,8 @@ from kcnn.cli.base import Parser, UsageError, entry_point
 EPILOG = """\
 sections:
   conv       CrossCorrelation2D vs Conv2D: train-step / forward time and peak RSS per backend
+  user       the explicit layers in a plain script at Keras defaults: LeNet fit time, VGG-block
+             peak RSS, VGG-11/4 step under mixed_bfloat16 vs float32
   torch      LeNet training throughput: kcnn's training path vs plain PyTorch (d2l style)
   inference  onnxruntime vs model.predict vs model(x): batch-1 latency, batch-256 throughput
   serving    kcnn-serve under 32 concurrent clients on loopback
@@ -27,7 +29,7 @@ examples:
   kcnn-bench --size full --out bench.json          everything, all three backends (long)
 """
 
-SECTION_CHOICES = ("conv", "torch", "inference", "serving", "train", "all")
+SECTION_CHOICES = ("conv", "user", "torch", "inference", "serving", "train", "all")
 
 
 def _backends(text):

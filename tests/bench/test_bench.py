@@ -134,6 +134,19 @@ def _check_conv(section):
         assert row["ratio"] == pytest.approx(row["explicit_peak_mib"] / row["builtin_peak_mib"])
 
 
+def _check_user(section):
+    assert [r["variant"] for r in section["lenet"]] == ["builtin", "explicit", "pool", "conv"]
+    for row in section["lenet"]:
+        assert _finite(row["epoch_s"]) and row["epoch_s"] > 0
+        assert row["met"] is None or row["met"] == (row["ratio"] <= row["target"])
+    (memory,) = section["memory"]
+    assert memory["builtin_mib"] > 50 and memory["explicit_mib"] > 50
+    assert memory["ratio"] == pytest.approx(memory["explicit_mib"] / memory["builtin_mib"])
+    assert [r["conv"] for r in section["bf16"]] == ["builtin", "explicit"]
+    for row in section["bf16"]:
+        assert row["ratio"] == pytest.approx(row["bf16_s"] / row["float32_s"])
+
+
 def _check_torch(section):
     assert section["reference"]["examples_per_second"] > 0
     (row,) = section["rows"]
@@ -170,6 +183,7 @@ def _check_train(section):
 @pytest.mark.parametrize("section, check", [
     ("conv", _check_conv),
     ("torch", _check_torch),
+    pytest.param("user", _check_user, marks=pytest.mark.slow),
     pytest.param("inference", _check_inference, marks=pytest.mark.slow),
     pytest.param("serving", _check_serving, marks=pytest.mark.slow),
     pytest.param("train", _check_train, marks=pytest.mark.slow),
