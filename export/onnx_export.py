@@ -30,7 +30,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 #: Highest opset each backend's converter writes (tf2onnx 1.17: 18; torch.onnx TorchScript: 23).
 MAX_OPSET = {"tensorflow": 18, "jax": 23, "torch": 23}
-CONV_KINDS = ("builtin", "explicit", "none")
+CONV_KINDS = ("builtin", "explicit", "mixed", "none")
 
 
 class ExportError(RuntimeError):
@@ -124,29 +124,19 @@ def model_signature(model):
     return tuple(int(d) for d in in_shape[1:]), int(out_shape[-1])
 
 
-def _all_layers(layer):
-    for sub in getattr(layer, "layers", []) or []:
-        yield sub
-        yield from _all_layers(sub)
-
-
 def detect_conv(model):
-    """``"explicit"`` if the model uses kcnn.layers convolutions, ``"builtin"`` if Keras's own
-    convolution layers, ``"none"`` otherwise (detected from layer classes, not kcnn.models)."""
-    kinds = set()
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.Conv2D) or "Conv" in type(layer).__name__ \
-                or "Correlation" in type(layer).__name__:
-            explicit = type(layer).__module__.startswith("kcnn.layers")
-            kinds.add("explicit" if explicit else "builtin")
-    if "explicit" in kinds:
-        return "explicit"
-    return "builtin" if kinds else "none"
+    """``"explicit"``, ``"builtin"``, ``"mixed"`` or ``"none"``: :func:`kcnn.layers.introspection.conv_kind`
+    (from layer classes, so any Keras model is classified the way ``kcnn.models`` does)."""
+    from kcnn.layers.introspection import conv_kind
+
+    return conv_kind(model)
 
 
 def output_kind(model):
     """``"probabilities"`` when the model's last layer applies softmax, else ``"logits"``."""
-    layers = list(_all_layers(model))
+    from kcnn.layers.introspection import iter_layers
+
+    layers = list(iter_layers(model))
     if not layers:
         return "logits"
     last = layers[-1]

@@ -86,7 +86,7 @@ def run(ctx) -> dict:
                             timeout=ctx.timeout)
     with open(files["png"], "rb") as f:
         body = f.read()
-    command = bench.console_command("kcnn-serve", "kcnn.export.cli:serve_main")
+    command = bench.console_command("kcnn-serve", "kcnn.cli.serve:main")
     proc = subprocess.Popen(command + [files["onnx"], "--host", "127.0.0.1", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

@@ -151,9 +151,9 @@ def resolve_jit_compile(value, model, backend=None, *, distributed=False):
     backend = backend or keras.backend.backend()
     if value != "auto" or backend != "tensorflow" or distributed:
         return value
-    from kcnn.layers import CrossCorrelation2D
+    from kcnn.layers.introspection import conv_kind
 
-    explicit = any(isinstance(layer, CrossCorrelation2D) for layer in model._flatten_layers())
+    explicit = conv_kind(model) in ("explicit", "mixed")
     return True if explicit else "auto"
 
 
@@ -248,7 +248,8 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
             jit_compile = resolve_jit_compile(jit_compile, model, distributed=distributed)
             compile_model(model, recipe, steps_per_epoch=math.ceil(data.num_train / recipe.batch_size),
                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {data.name}")
+    loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {data.name}",
+                      draws=distribution.is_chief)
     started = time.perf_counter()
     model.fit(train_ds, epochs=recipe.epochs, validation_data=test_ds, callbacks=loop.all,
               verbose=verbose, shuffle=False)  # train_ds reshuffles itself from the seed
@@ -273,7 +274,7 @@ def _check_early_stopping(early_stopping):
 class _Callbacks:
     """The callbacks of one :func:`fit` call, in the order they must run."""
 
-    def __init__(self, out, early_stopping, verbose, extra, *, title=None):
+    def __init__(self, out, early_stopping, verbose, extra, *, title=None, draws=True):
         self.throughput, self.nan_guard = Throughput(), StopOnNaN()
         history_path = None
         if out is not None:
@@ -282,7 +283,7 @@ class _Callbacks:
         self.writer = HistoryWriter(history_path, self.throughput)
         # The writer before the backup: a kill in between only repeats an epoch.
         self.all = [self.throughput, self.nan_guard, self.writer]
-        if out is not None:
+        if out is not None and draws:  # only the chief worker writes figures
             self.all.append(CurvesWriter(os.path.join(out, "curves.png"), self.writer, title=title))
         if out is not None:
             self.all.append(keras.callbacks.BackupAndRestore(os.path.join(out, "backup"),

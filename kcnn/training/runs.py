@@ -104,12 +104,9 @@ def _twin(model, build, *, policy=None):
 
 
 def _first_conv_kernel(model):
-    import keras
+    from kcnn.layers.introspection import is_convolution, iter_layers
 
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Conv2D) and layer.built:
-            return layer
-    return None
+    return next((layer for layer in iter_layers(model) if is_convolution(layer) and layer.built), None)
 
 
 def _export(model, config, data, out, recipe):

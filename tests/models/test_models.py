@@ -326,3 +326,17 @@ def test_input_too_small(name, minimum):
 def test_alexnet_on_mnist_size_says_resize():
     with pytest.raises(ValueError, match=r"alexnet needs inputs of at least 65x65.*Resiz"):
         models.alexnet(input_shape=(28, 28, 1))
+
+
+def test_mixed_models_are_mixed_for_models_and_export():
+    import keras
+
+    from kcnn import layers
+    from kcnn.export.onnx_export import detect_conv
+
+    mixed = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(2, 3),
+                              layers.CrossCorrelation2D(2, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert models.conv_kind(mixed) == detect_conv(mixed) == "mixed"
+    assert models.conv_kind(plain) == detect_conv(plain) == "none"
