@@ -18,3 +18,16 @@ def test_readme_has_python_examples():
 def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+
+
+def test_layout_lists_every_package_folder():
+    root = README.parent
+    layout = README.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    folders = {p.parent for p in root.glob("kcnn/**/__init__.py")}
+    folders |= {p.parent for p in root.glob("export/**/__init__.py")} | {root / "layers"}
+    for folder in sorted(folders):
+        if folder.name in ("kcnn",):
+            continue
+        assert f"{folder.name}/" in layout, f"README layout misses {folder.relative_to(root)}"
+    for folder in ("tests/", ".ci/", "static/"):
+        assert folder in layout
