@@ -105,14 +105,15 @@ def check_label_count(y: np.ndarray, where: str) -> int:
     """The number of classes ``0..max(y)`` implies; DataError beyond :data:`MAX_CLASSES`."""
     if y.size == 0:
         return 0
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0:
-        raise DataError(f"{where}: labels must be >= 0; found label {lo}")
-    if hi >= MAX_CLASSES:
+    try:
+        check_label_range(y, MAX_CLASSES, where)
+    except DataError as e:
+        if "out of range" not in str(e):
+            raise
         raise DataError(
-            f"{where}: label {hi} is too large: kcnn supports at most {MAX_CLASSES:,} classes "
-            f"(labels 0..{MAX_CLASSES - 1}); is this column really class indices?")
-    return hi + 1
+            f"{where}: label {int(y.max())} is too large: kcnn supports at most {MAX_CLASSES:,} "
+            f"classes (labels 0..{MAX_CLASSES - 1}); is this column really class indices?") from None
+    return int(y.max()) + 1
 
 
 def check_class_names(names, where: str) -> tuple:

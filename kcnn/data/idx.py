@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from kcnn.data.arrays import DataError
-from kcnn.data.image_data import from_arrays
+from kcnn.data.image_data import from_files
 from kcnn.data.npz import NPZ_KEYS
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -113,8 +113,4 @@ def read_idx_dir(directory: str) -> dict:
 
 def load(directory, *, seed=0, test_fraction=0.2):
     """The data set in the IDX files of ``directory``."""
-    arrays = read_idx_dir(directory)
-    return from_arrays(
-        f"idx:{directory}", arrays["x_train"], arrays["y_train"], arrays["x_test"],
-        arrays["y_test"], arrays.get("class_names"), where=directory,
-    )
+    return from_files(f"idx:{directory}", read_idx_dir(directory), where=directory)

@@ -104,3 +104,9 @@ def from_arrays(name, x_train, y_train, x_test, y_test, class_names=None, where=
     for y, key in labels:
         check_label_range(y, len(class_names), f"{where}: {key}")
     return ImageData(name, xtr, ytr, xte, yte, tuple(class_names))
+
+
+def from_files(name, arrays, where):
+    """:func:`from_arrays` of a dict read from files (``x_train`` ... and optional ``class_names``)."""
+    return from_arrays(name, arrays["x_train"], arrays["y_train"], arrays["x_test"],
+                       arrays["y_test"], arrays.get("class_names"), where=where)

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 
 from kcnn.data.arrays import DataError
-from kcnn.data.image_data import from_arrays
+from kcnn.data.image_data import from_files
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 SPEC = "npz:PATH"
@@ -63,8 +63,4 @@ def read_npz(path: str) -> dict:
 # --------------------------------------------------------------------------- IDX
 def load(path, *, seed=0, test_fraction=0.2):
     """The data set in the ``.npz`` file at ``path``."""
-    arrays = read_npz(path)
-    return from_arrays(
-        f"npz:{path}", arrays["x_train"], arrays["y_train"], arrays["x_test"],
-        arrays["y_test"], arrays.get("class_names"), where=path,
-    )
+    return from_files(f"npz:{path}", read_npz(path), where=path)
