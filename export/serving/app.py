@@ -13,6 +13,9 @@ Endpoints
     ``GET /v1/stats``     request, image and onnxruntime-call counters of the micro-batcher.
     ``GET /``, ``POST /v1/explain``, ``GET /v1/explain/info``  the "see inside" page and its data
                           (:mod:`kcnn.export.serving.explain`).
+    ``/v2/...``           KServe V2 / Open Inference Protocol (:mod:`kcnn.export.serving.kserve_v2`).
+    ``/v1/models/...``    TF Serving REST predict and status (:mod:`kcnn.export.serving.tfserving`).
+    ``GET /metrics``      Prometheus metrics (:mod:`kcnn.export.serving.metrics`).
 
 Adding routes: a *route group* is a function ``group(ctx: ServingContext) -> list[BaseRoute]``
 (Starlette ``Route`` / ``Mount`` objects). :data:`DEFAULT_ROUTE_GROUPS` lists the built-in ones;
@@ -35,8 +38,11 @@ from kcnn.export.serving import requests as req
 from kcnn.export.serving.batcher import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, BatcherStopped,
                                          MicroBatcher)
 from kcnn.export.serving.explain import explain_routes
+from kcnn.export.serving.kserve_v2 import kserve_v2_routes
+from kcnn.export.serving.metrics import metrics_routes
 from kcnn.export.serving.model import ServedModel
 from kcnn.export.serving.requests import RequestError
+from kcnn.export.serving.tfserving import tfserving_routes
 
 #: Bodies up to this size are decoded on the event loop (well under a millisecond for small
 #: images); larger ones in a worker thread, so decoding never blocks the loop for long.
@@ -71,6 +77,10 @@ class ServingContext:
     model: ServedModel
     batcher: MicroBatcher
     limits: Limits
+    #: Starlette ``Middleware`` entries route groups add (e.g. the metrics timer).
+    middleware: list = dataclasses.field(default_factory=list)
+    #: The app's :class:`~kcnn.export.serving.metrics.Metrics` once its route group ran.
+    metrics: object = None
 
     def _prepare(self, body: bytes, content_type: str, files: list[bytes] | None):
         """Body (or multipart file parts) -> (float32 batch, raw body top_k or None)."""
@@ -157,7 +167,8 @@ def info_routes(ctx: ServingContext) -> list:
 
 
 #: The route groups of a default app, in routing order.
-DEFAULT_ROUTE_GROUPS = (predict_routes, info_routes, explain_routes)
+DEFAULT_ROUTE_GROUPS = (predict_routes, info_routes, explain_routes, kserve_v2_routes,
+                        tfserving_routes, metrics_routes)
 
 
 def error_response(status: int, message: str, headers=None):
@@ -191,7 +202,7 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES,
                max_instances: int = req.DEFAULT_MAX_INSTANCES, model_name: str | None = None,
-               route_groups=DEFAULT_ROUTE_GROUPS):
+               model_version: str = "1", route_groups=DEFAULT_ROUTE_GROUPS):
     """A Starlette app serving ``predictor`` (an :class:`~kcnn.export.OnnxPredictor`).
 
     ``route_groups`` are functions ``ServingContext -> list of routes`` (see the module doc).
@@ -202,7 +213,7 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
 
     limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
                     max_instances=max_instances, max_image_pixels=req.MAX_IMAGE_PIXELS)
-    model = ServedModel(predictor, model_name)
+    model = ServedModel(predictor, model_name, model_version)
     batcher = MicroBatcher(model.run, max_batch=max_batch, max_wait_ms=max_wait_ms)
     ctx = ServingContext(model=model, batcher=batcher, limits=limits)
 
@@ -212,7 +223,8 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
             yield
 
     routes = [route for group in route_groups for route in group(ctx)]
-    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan,
+                    middleware=ctx.middleware)
     app.state.serving = ctx
     app.state.batcher = batcher
     app.state.model = model

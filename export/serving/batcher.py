@@ -87,6 +87,16 @@ class MicroBatcher:
         self._stopping = False
         self._incoming = 0
 
+    @property
+    def running(self) -> bool:
+        """Whether the batching task runs and accepts requests (started, not stopping)."""
+        return self._task is not None and not self._stopping
+
+    @property
+    def queue_depth(self) -> int:
+        """Images queued for the next calls plus requests announced with :meth:`expecting`."""
+        return sum(len(p.images) for p in self._queue) + self._incoming
+
     async def __aenter__(self):
         await self.start()
         return self

@@ -16,8 +16,10 @@ class ServedModel:
     """The :class:`~kcnn.export.OnnxPredictor` as the server uses it: one image at a time in,
     batches through onnxruntime, JSON-ready predictions out."""
 
-    def __init__(self, predictor, name: str | None = None):
+    def __init__(self, predictor, name: str | None = None, version: str = "1"):
         self.predictor = predictor
+        #: The version every protocol names the model by (``--model-version``).
+        self.version = str(version)
         self.labels = [str(label) for label in predictor.labels]
         self.num_classes = len(self.labels)
         path = getattr(predictor, "path", None)
@@ -52,6 +54,7 @@ class ServedModel:
                  if k not in ("kcnn.labels", "kcnn.preprocessing")}
         return {
             "model": self.name,
+            "model_version": self.version,
             "labels": self.labels,
             "num_classes": self.num_classes,
             "preprocessing": p.preprocessing,

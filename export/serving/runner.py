@@ -42,11 +42,14 @@ def _url(sock: socket.socket) -> str:
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
           max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           max_instances: int = DEFAULT_MAX_INSTANCES, providers=None, access_log: bool = False,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", model_name: str | None = None,
+          model_version: str = "1") -> None:
     """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
 
     Binds ``host`` (loopback by default) and ``port`` (0: any free port), then prints one line
-    ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. A SIGTERM or SIGINT
+    ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. ``model_name``
+    (default: the file's metadata name, else its stem) and ``model_version`` name the model on
+    every protocol's routes. A SIGTERM or SIGINT
     finishes the requests in flight, stops the micro-batcher and returns normally.
     """
     import uvicorn
@@ -57,7 +60,8 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
         raise ValueError(f"port must be an integer from 0 to 65535, received: port={port!r}")
     predictor = OnnxPredictor(path, providers=providers)
     app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_body_bytes=max_body_bytes, max_instances=max_instances)
+                     max_body_bytes=max_body_bytes, max_instances=max_instances,
+                     model_name=model_name, model_version=model_version)
     sock = _bind(host, port)
     url = _url(sock)
     if not _is_loopback(sock.getsockname()[0]):

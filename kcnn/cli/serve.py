@@ -17,13 +17,25 @@ from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
 from kcnn.export.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
 
 
+def _model_name(text: str) -> str:
+    """A model name or version usable in a URL path segment: letters, digits, ``_ . -``."""
+    import argparse
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"must be letters, digits, '_', '.' or '-' only; received {text!r}")
+    return text
+
+
 def build_parser() -> Parser:
     """The ``kcnn-serve`` argument parser."""
     parser = Parser(
         "kcnn-serve",
         description="Serve an ONNX image classifier over HTTP: POST /v1/predict (image file body, "
                     'multipart upload or JSON {"instances": [...]}), GET /v1/health, '
-                    "GET /v1/metadata, GET /v1/stats.")
+                    "GET /v1/metadata, GET /v1/stats; KServe V2 (/v2/...), TF Serving REST "
+                    "(/v1/models/NAME:predict) and Prometheus GET /metrics.")
     parser.add_argument("model", help="ONNX file written by kcnn-export")
     parser.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1, loopback only)")
@@ -47,6 +59,12 @@ def build_parser() -> Parser:
     parser.add_argument("--providers", metavar="LIST", default=None,
                         help="comma-separated onnxruntime execution providers, in order of "
                              "preference (default: CUDA if it loads, else CPU)")
+    parser.add_argument("--model-name", metavar="NAME", type=_model_name, default=None,
+                        help="the model's name on every route (/v2/models/NAME, "
+                             "/v1/models/NAME:predict; default: the ONNX metadata's model name, "
+                             "else the file stem)")
+    parser.add_argument("--model-version", metavar="V", type=_model_name, default="1",
+                        help="the model's version on the versioned routes (default 1)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     return parser
 
@@ -62,7 +80,8 @@ def run(args) -> None:
     try:
         serve(args.model, args.host, args.port, max_batch=args.max_batch,
               max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
-              max_instances=args.max_instances, providers=providers, access_log=args.access_log)
+              max_instances=args.max_instances, providers=providers, access_log=args.access_log,
+              model_name=args.model_name, model_version=args.model_version)
     except OSError as exc:  # the address is taken, not local, or not allowed
         raise UsageError(f"cannot serve on {args.host}:{args.port}: "
                          f"{one_line(exc.strerror or exc)}") from None

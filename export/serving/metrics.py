@@ -1,0 +1,135 @@
+"""Prometheus metrics of one app: ``GET /metrics`` in the text exposition format.
+
+Built on ``prometheus_client`` with a per-app :class:`~prometheus_client.CollectorRegistry`
+(never the global one, so several apps in one process keep separate counts):
+
+* ``kcnn_http_requests_total{route, method, status}`` — requests by route template
+  (``/v2/models/{name}/infer``, not the concrete path; ``unmatched`` for unknown paths);
+* ``kcnn_http_request_duration_seconds{route}`` — latency histogram, first byte in to last out;
+* ``kcnn_http_errors_total{route, status}`` — responses with status >= 400;
+* ``kcnn_batch_images`` — images per onnxruntime call (histogram), ``kcnn_inference_calls_total``,
+  ``kcnn_inference_images_total``, ``kcnn_inference_errors_total`` and the gauge
+  ``kcnn_queue_depth`` (images queued or being read for the micro-batcher), read from the
+  micro-batcher's own counters when scraped.
+"""
+from __future__ import annotations
+
+import time
+
+#: Upper bounds of the images-per-call histogram (a power-of-two ladder up to a large batch).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class BatcherCollector:
+    """A ``prometheus_client`` collector reading a :class:`MicroBatcher`'s counters on scrape."""
+
+    def __init__(self, batcher):
+        self.batcher = batcher
+
+    def collect(self):
+        """Yield the batcher's metric families."""
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily)
+
+        stats = self.batcher.stats
+        sizes = dict(stats.batch_sizes)
+        buckets, cumulative = [], 0
+        for bound in BATCH_BUCKETS:
+            cumulative += sum(n for size, n in sizes.items() if (bound // 2) < size <= bound)
+            buckets.append((str(bound), cumulative))
+        buckets.append(("+Inf", sum(sizes.values())))
+        yield HistogramMetricFamily(
+            "kcnn_batch_images", "Images per onnxruntime call.", buckets=buckets,
+            sum_value=float(sum(size * n for size, n in sizes.items())))
+        for name, doc, value in (
+                ("kcnn_inference_calls", "onnxruntime calls.", stats.calls),
+                ("kcnn_inference_images", "Images run through onnxruntime.", stats.images),
+                ("kcnn_inference_errors", "Failed onnxruntime calls.", stats.errors)):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("kcnn_queue_depth",
+                                "Requests queued for or being read for the micro-batcher.",
+                                value=self.batcher.queue_depth)
+
+
+class Metrics:
+    """The metrics of one app: a registry, the HTTP metrics and the batcher collector."""
+
+    def __init__(self, batcher):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("kcnn_http_requests", "HTTP requests by route template and "
+                                "status.", ["route", "method", "status"], registry=self.registry)
+        self.errors = Counter("kcnn_http_errors", "HTTP responses with status >= 400.",
+                              ["route", "status"], registry=self.registry)
+        self.latency = Histogram("kcnn_http_request_duration_seconds", "HTTP request latency.",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(BatcherCollector(batcher))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if status >= 400:
+            self.errors.labels(route, str(status)).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def route_template(app, scope) -> str:
+    """The path template of the route that ``scope`` matches (``unmatched`` when none does)."""
+    from starlette.routing import Match
+
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request into :class:`Metrics`."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_template(scope["app"], scope) if "app" in scope else "unmatched"
+            self.metrics.observe(route, scope["method"], status, time.perf_counter() - start)
+
+
+def metrics_routes(ctx) -> list:
+    """``GET /metrics``; adds :class:`MetricsMiddleware` to the app (``ctx.middleware``)."""
+    from starlette.middleware import Middleware
+    from starlette.responses import Response
+    from starlette.routing import Route
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    metrics = Metrics(ctx.batcher)
+    ctx.metrics = metrics
+    ctx.middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
+
+    async def scrape(request):
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", scrape, methods=["GET"])]
