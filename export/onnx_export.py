@@ -303,7 +303,8 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
             (``scale``, ``mean``, ``std``, ``resize``); default: uint8 / 255.
         model_name: stored as ``kcnn.model`` (default ``model.name``).
         conv: ``"builtin"``, ``"explicit"`` or ``"none"``; default detected from the layers.
-        quantize: ``None``, ``"int8"`` (onnxruntime dynamic quantization) or ``"fp16"``.
+        quantize: ``None``, ``"int8"`` (static QDQ, calibrated on half of ``samples``),
+            ``"int8-dynamic"`` or ``"fp16"`` (see :mod:`kcnn.export.quantize`).
         samples: for ``quantize`` only: preprocessed float32 images ``x`` or a pair
             ``(x, y)``; the float and compressed graphs are compared on them and the report is
             returned in ``ExportResult.quantization``.

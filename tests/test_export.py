@@ -157,18 +157,20 @@ def test_builders_export_and_match(builder, kwargs, conv, tmp_path):
 
 # --- quantization ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode, tolerance", [("int8", 0.1), ("fp16", 1e-2)])
-def test_quantize_reports_accuracy_change(mode, tolerance, tmp_path):
+@pytest.mark.parametrize("mode, tolerance, n", [("int8", 0.1, 32), ("int8-dynamic", 0.1, 64),
+                                               ("fp16", 1e-2, 64)])
+def test_quantize_reports_accuracy_change(mode, tolerance, n, tmp_path):
     model = small_cnn()
     x = digits_batch(64)
     y = load_digits().target[:64]
     result = export_onnx(model, tmp_path / "q.onnx", quantize=mode, samples=(x, y))
     report = result.quantization
-    assert report["mode"] == mode and report["n"] == 64
+    # static int8 calibrates on the first half and is evaluated on the other
+    assert report["mode"] == mode and report["n"] == n
     assert set(report) >= {"float_accuracy", "quantized_accuracy", "accuracy_change",
                            "top1_agreement", "max_abs_diff"}
     expected = keras.ops.convert_to_numpy(model(x))
-    assert report["float_accuracy"] == pytest.approx(np.mean(expected.argmax(-1) == y))
+    assert report["float_accuracy"] == pytest.approx(np.mean(expected[-n:].argmax(-1) == y[-n:]))
     assert report["accuracy_change"] == pytest.approx(
         report["quantized_accuracy"] - report["float_accuracy"])
     got = ort_run(result.path, x)
@@ -227,7 +229,8 @@ def model():
     ({"labels": "abcdefghij"}, TypeError, "labels must be a sequence"),
     ({"labels": list(range(10))}, TypeError, "labels must all be strings"),
     ({"labels": ["a"] * 10}, ValueError, "unique"),
-    ({"quantize": "int4"}, ValueError, "quantize must be None, 'int8' or 'fp16'; received 'int4'"),
+    ({"quantize": "int4"}, ValueError,
+     "quantize must be None, 'int8' \\(static\\), 'int8-dynamic' or 'fp16'; received 'int4'"),
     ({"conv": "fast"}, ValueError, "conv must be one of"),
     ({"model_name": ""}, ValueError, "model_name"),
     ({"preprocessing": {"scale": -1}}, ValueError, "scale"),

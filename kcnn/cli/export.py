@@ -1,7 +1,8 @@
 """``kcnn-export``: a saved Keras image classifier (.keras) -> ONNX, verified, compressed, Triton.
 
     kcnn-export run/model.keras model.onnx --verify-with digits --labels @labels.txt
-    kcnn-export model.keras model.onnx --quantize int8 --triton-repo models/
+    kcnn-export model.keras model.onnx --quantize int8 --calibrate-with digits \
+        --verify-with digits --triton-repo models/
 
 Exit codes: 0 written, 2 bad usage or bad input (including a failed verification: the file is
 removed), 1 unexpected failure; see :mod:`kcnn.cli.base`.
@@ -13,7 +14,7 @@ import pathlib
 import sys
 
 from kcnn.cli import argtypes
-from kcnn.cli.base import Parser, entry_point
+from kcnn.cli.base import Parser, UsageError, entry_point
 
 
 def _labels_arg(text):
@@ -44,8 +45,18 @@ def build_parser() -> Parser:
                         help="number of verification samples (default 256)")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest accepted |Keras - ONNX| difference (default 1e-4)")
-    parser.add_argument("--quantize", choices=("int8", "fp16"), default=None,
-                        help="compress the file (accuracy change reported with --verify-with)")
+    parser.add_argument("--quantize", choices=("int8", "int8-dynamic", "fp16"), default=None,
+                        help="compress the file: int8 = static QDQ int8 calibrated on "
+                             "--calibrate-with (else --verify-with) images, best on CPU "
+                             "(VNNI/AMX) and TensorRT; int8-dynamic = no calibration, CPU only; "
+                             "fp16 = GPUs. The accuracy change is reported on --verify-with "
+                             "images the calibration did not see")
+    parser.add_argument("--calibrate-with", metavar="DATASET", default=None,
+                        help="images calibrating --quantize int8: 'digits' or an .npz file with "
+                             "x_test (default: part of --verify-with, kept apart from the "
+                             "images the accuracy is measured on)")
+    parser.add_argument("--calibration-samples", metavar="N", type=argtypes.positive_int,
+                        default=128, help="number of calibration images (default 128)")
     parser.add_argument("--labels", type=_labels_arg, default=None,
                         help="class names: 'a,b,c' or @FILE with one name per line")
     parser.add_argument("--name", default=None, help="model name stored in the metadata")
@@ -92,16 +103,39 @@ def _verify(model, output, samples, args):
           f"top1_agreement={report['top1_agreement']:.4f}")
 
 
-def _quantize(output, samples, mode):
+def _quantize_data(args, samples):
+    """(calibration images or None, evaluation (x, y) or None), disjoint when from one source."""
+    from kcnn.export.samples import load_samples
+
+    if args.quantize != "int8":
+        return None, samples
+    if args.calibrate_with is not None and args.calibrate_with != args.verify_with:
+        return load_samples(args.calibrate_with, limit=args.calibration_samples)[0], samples
+    spec = args.calibrate_with or args.verify_with
+    x, y = load_samples(spec, limit=args.calibration_samples + args.samples, seed=1)
+    cut = min(args.calibration_samples, len(x) // 2)  # a small set: half and half
+    evaluation = (x[cut:], None if y is None else y[cut:]) if args.verify_with else None
+    return x[:cut], evaluation
+
+
+def _quantize(output, args, samples):
     from kcnn.export import quantize as quant
     from kcnn.export.predictor import OnnxPredictor
 
+    mode = args.quantize
+    calibration, evaluation = _quantize_data(args, samples)
+    predictor = OnnxPredictor(output, ["CPUExecutionProvider"])
     quant_samples = None
-    if samples is not None:
-        x, y = samples
-        quant_samples = (OnnxPredictor(output, ["CPUExecutionProvider"]).preprocess(x), y)
-    report = quant.quantize_onnx(output, output, mode, samples=quant_samples)
-    line = f"quantized to {mode}: {output} ({output.stat().st_size} bytes)"
+    if evaluation is not None:
+        quant_samples = (predictor.preprocess(evaluation[0]), evaluation[1])
+    if calibration is not None:
+        calibration = predictor.preprocess(calibration)
+    report = quant.quantize_onnx(output, output, mode, samples=quant_samples,
+                                 calibration=calibration)
+    kind = (f"static QDQ, {report['calibration_n']} calibration images" if mode == "int8"
+            else mode)
+    line = (f"quantized to {mode} ({kind}): {output} ({report['bytes']} bytes, "
+            f"{report['bytes'] / report['float_bytes']:.2f}x float32)")
     if "top1_agreement" in report:
         line += (f"; on {report['n']} samples top1_agreement={report['top1_agreement']:.4f} "
                  f"max_abs_diff={report['max_abs_diff']:.3g}")
@@ -116,6 +150,12 @@ def run(args) -> None:
     from kcnn.export.samples import load_samples
 
     model_path, output = _checked_paths(args)
+    if args.calibrate_with is not None and args.quantize != "int8":
+        raise UsageError("--calibrate-with only applies to --quantize int8")
+    if args.quantize == "int8" and not (args.calibrate_with or args.verify_with):
+        raise UsageError("--quantize int8 (static) needs calibration images: give "
+                         "--calibrate-with DATASET or --verify-with DATASET "
+                         "(or use --quantize int8-dynamic)")
     samples = load_samples(args.verify_with, limit=args.samples) if args.verify_with else None
     # Keras (and its backend) are imported only once the cheap checks have passed.
     from kcnn.export.onnx_export import export_onnx
@@ -131,7 +171,7 @@ def run(args) -> None:
     if samples is not None:
         _verify(model, output, samples, args)
     if args.quantize:
-        _quantize(output, samples, args.quantize)
+        _quantize(output, args, samples)
     if args.triton_repo:
         from kcnn.export.triton import write_triton_repo
 
