@@ -15,7 +15,10 @@ returns a :class:`Plan` whose ``path`` names the arrangement:
 * ``"kernel_rows"`` — larger layers elsewhere: one kernel row of windows at a time (kh matmuls).
 
 The batch size counts as :data:`ASSUMED_BATCH` when it is known only at run time. Training
-(``training=True``) uses the hand-written backward pass on every path but ``"reference"``.
+(``training=True``) uses the hand-written backward pass on every path but ``"reference"``; in a
+TensorFlow graph (``model.fit`` at Keras's CPU default runs graph mode without XLA) the plan sets
+``xla``: the layer's forward and each gradient are compiled by XLA on their own (LeNet's two conv
+layers, forward + backward, batch 256: 31 → 24 ms on this 2-core CPU).
 ``algorithm`` other than ``"auto"`` forces that arrangement (``"im2col"`` still runs as
 ``"torch"`` where that applies: it is the same patch matrix, gathered in chunks).
 
@@ -42,6 +45,7 @@ class Plan(NamedTuple):
     path: str
     band_rows: Optional[int] = None
     hand_written_backward: bool = False
+    xla: bool = False
 
 
 def planned_batch(batch):
@@ -61,7 +65,8 @@ def band_rows(batch, out_hw, kernel_hw, channels):
     return max(fitting, default=1)
 
 
-def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups, torch_autograd_off=False):
+def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups, torch_autograd_off=False,
+           tf_graph=False):
     """The :class:`Plan` for one call of the layer.
 
     Args:
@@ -75,6 +80,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
         torch_autograd_off: on PyTorch, True when the forward pass runs eagerly with autograd
             off and is not being traced for export (always the case inside the hand-written
             backward's forward function).
+        tf_graph: on TensorFlow, True while a graph is traced (``model.fit``'s train function).
     """
     kh, kw, cg, _ = kernel_shape
     if algorithm == "reference":
@@ -97,6 +103,8 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
             plan = Plan("bands", band_rows=rows, hand_written_backward=training)
         else:
             plan = Plan(algorithm, hand_written_backward=training)
+    if plan.hand_written_backward and backend == "tensorflow" and tf_graph:
+        plan = plan._replace(xla=True)
     return plan
 
 

@@ -32,6 +32,15 @@ def _torch_autograd_off(training):
     return bool(training) or not torch.is_grad_enabled()
 
 
+def _tf_graph():
+    """TensorFlow tracing a graph (``tf.function``, as ``model.fit`` does), not running eagerly."""
+    if backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
 def plan_for(x_shape, kernel_shape, strides, dilation, pads, groups, training, algorithm):
     """The dispatch plan of a call on a channels_last input of shape ``x_shape``."""
     (top, bottom), (left, right) = pads
@@ -42,7 +51,7 @@ def plan_for(x_shape, kernel_shape, strides, dilation, pads, groups, training, a
     plan = dispatch.choose(
         backend=backend(), training=bool(training), algorithm=algorithm, batch=x_shape[0],
         out_hw=out_hw, kernel_shape=tuple(kernel_shape), groups=groups,
-        torch_autograd_off=_torch_autograd_off(training),
+        torch_autograd_off=_torch_autograd_off(training), tf_graph=_tf_graph(),
     )
     return plan, out_hw
 
@@ -80,6 +89,9 @@ def cross_correlate(x, kernel, strides, dilation, pads, groups, training, algori
         if plan.path == "reference":
             return reference.cross_correlate(pad(x), weights, strides, dilation, groups, out_hw)
         return _forward(plan, pad(x), weights, strides, dilation, groups, out_hw)
+
+    if plan.xla:
+        return _xla_lean(plan, x, ops.copy(kernel), pad, pads, strides, dilation, groups, out_hw)
 
     @ops.custom_gradient
     def lean(inputs, weights):
@@ -122,3 +134,40 @@ def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patc
     if plan.path == "bands":
         return correlation_bands.kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, plan.band_rows)
     return correlation.kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, plan.path, patches)
+
+
+def _xla_lean(plan, x, kernel, pad, pads, strides, dilation, groups, out_hw):
+    """TensorFlow graph mode: the forward and the hand-written backward each compiled by XLA.
+
+    Without XLA every slice, pad and matmul of the arrangement is its own TensorFlow op (and
+    each slice's gradient a full-size copy); compiled, XLA fuses the gathers into the matmuls.
+    """
+    import tensorflow as tf
+
+    (top, _), (left, _) = pads
+
+    @tf.function(jit_compile=True, autograph=False)
+    def forward(inputs, weights):
+        return _forward(plan, pad(inputs), ops.cast(weights, inputs.dtype), strides, dilation, groups, out_hw)
+
+    # Two compiled functions, so that graph pruning drops the input gradient where nothing needs it
+    # (a model's first layer).
+    @tf.function(jit_compile=True, autograph=False)
+    def input_gradient(inputs, weights, upstream):
+        padded_hw = (inputs.shape[1] + pads[0][0] + pads[0][1], inputs.shape[2] + pads[1][0] + pads[1][1])
+        dxp = _input_gradient(plan, upstream, ops.cast(weights, inputs.dtype), padded_hw, strides, dilation, groups)
+        return dxp[:, top : top + inputs.shape[1], left : left + inputs.shape[2], :]
+
+    @tf.function(jit_compile=True, autograph=False)
+    def kernel_gradient(inputs, weights, upstream):
+        dk = _kernel_gradient(plan, pad(inputs), upstream, weights.shape, strides, dilation, groups, None)
+        return ops.cast(dk, weights.dtype)
+
+    @tf.custom_gradient
+    def lean(inputs, weights):
+        def grad(upstream):
+            return input_gradient(inputs, weights, upstream), kernel_gradient(inputs, weights, upstream)
+
+        return forward(inputs, weights), grad
+
+    return lean(x, kernel)
