@@ -10,6 +10,12 @@ exports it with ``kcnn.export.export_onnx`` and measures in the same process:
 for ``OnnxPredictor.run`` (onnxruntime, CPU provider here), ``model.predict(x, verbose=0)``
 and the direct call ``model(x, training=False)`` (converted to NumPy so the time includes the
 result). Ratios are relative to onnxruntime.
+
+A second table compares the ONNX variants a user can export (``kcnn-export --quantize``) in
+onnxruntime on the CPU, for LeNet and VGG-11/4 (224x224x1): float32, static int8 (QDQ,
+calibrated on digits images), dynamic int8 and fp16 — batch-1 p50/p99, batch-256 throughput,
+file size, and top-1 agreement with float32 on digits images disjoint from the calibration
+ones; the variants' repeats are interleaved so machine noise hits each alike.
 """
 from __future__ import annotations
 
@@ -88,6 +94,107 @@ def child_measure(spec):
     return {"rows": rows, "provider": "CPUExecutionProvider"}
 
 
+#: ONNX variants compared by :func:`child_quantized`, float32 first (the reference).
+VARIANTS = ("fp32", "int8", "int8-dynamic", "fp16")
+INT8_LATENCY_TARGET = 0.5     # static int8 VGG-11/4 batch-1 time / fp32
+INT8_ACCURACY_TARGET = 0.005  # largest top-1 loss (fraction) on calibration-disjoint images
+QUANT_MODELS = {  # name -> size -> (build kwargs, batch-1 calls per round, big batch, rounds)
+    "lenet": {"full": ({"input_shape": (28, 28, 1)}, 200, 256, 5),
+              "tiny": ({"input_shape": (28, 28, 1)}, 20, 64, 2)},
+    "vgg11": {"full": ({"input_shape": (224, 224, 1), "width_ratio": 4}, 8, 256, 3),
+              "tiny": ({"input_shape": (32, 32, 1), "width_ratio": 16, "hidden_units": 64},
+                       5, 16, 2)},
+}
+
+
+def _variants(name, spec, kwargs):
+    """Export ``name`` and write its compressed copies -> ({variant: path}, {variant: report})."""
+    import keras
+
+    from kcnn import export, models
+    from kcnn.export import quantize as quant
+    from kcnn.export.samples import load_samples
+
+    keras.utils.set_random_seed(0)
+    model = models.build(name, conv="builtin", **kwargs)
+    paths = {"fp32": os.path.join(spec["workdir"], f"{name}-fp32.onnx")}
+    export.export_onnx(model, paths["fp32"])
+    images, _ = load_samples("digits", limit=spec["calibration"] + spec["evaluation"], seed=2)
+    x = export.OnnxPredictor(paths["fp32"], ["CPUExecutionProvider"]).preprocess(images)
+    calibration, held = x[:spec["calibration"]], x[spec["calibration"]:]  # disjoint
+    reports = {}
+    for variant in VARIANTS[1:]:
+        paths[variant] = os.path.join(spec["workdir"], f"{name}-{variant}.onnx")
+        reports[variant] = quant.quantize_onnx(paths["fp32"], paths[variant], variant,
+                                               samples=held, calibration=calibration)
+    return paths, reports
+
+
+def child_quantized(spec):
+    """fp32 vs static int8 vs dynamic int8 vs fp16 in onnxruntime (CPU), repeats interleaved."""
+    import numpy as np
+
+    from kcnn import export
+
+    rows = []
+    for name in spec["models"]:
+        kwargs, calls, big, rounds = QUANT_MODELS[name][spec["size"]]
+        paths, reports = _variants(name, spec, kwargs)
+        predictors = {v: export.OnnxPredictor(p, ["CPUExecutionProvider"], batch_size=big)
+                      for v, p in paths.items()}
+        x_big = np.random.default_rng(0).random((big, *kwargs["input_shape"]), dtype=np.float32)
+        lat = {v: [] for v in paths}
+        per_batch = {v: [] for v in paths}
+        for v in paths:  # warm up every session before any timing
+            predictors[v].run(x_big[:1])
+            predictors[v].run(x_big)
+        for _ in range(rounds):  # interleaved: noise from other processes hits every variant
+            for v in paths:
+                lat[v] += _latencies(predictors[v].run, x_big[:1], calls, warmup=1)
+                per_batch[v] += bench.time_calls(lambda: predictors[v].run(x_big), warmup=0,
+                                                 repeats=1)
+        for v in paths:
+            report = reports.get(v, {})
+            rows.append({
+                "model": name, "variant": v, "input": "x".join(map(str, kwargs["input_shape"])),
+                "bytes": os.path.getsize(paths[v]),
+                "p50_ms": bench.percentile(lat[v], 50) * 1e3,
+                "p99_ms": bench.percentile(lat[v], 99) * 1e3,
+                "batch": big, "images_per_s": big / bench.median(per_batch[v]),
+                "top1_agreement": report.get("top1_agreement", 1.0),
+                "max_abs_diff": report.get("max_abs_diff", 0.0),
+                "eval_n": report.get("n", 0),
+            })
+    return {"rows": rows}
+
+
+def _quantized_section(ctx, backend):
+    """Rows and targets of the fp32 / int8 / fp16 comparison (ONNX only: one backend suffices)."""
+    spec = {"models": list(QUANT_MODELS), "size": ctx.size, "workdir": ctx.workdir,
+            "calibration": 64 if ctx.size == "full" else 16,
+            "evaluation": 256 if ctx.size == "full" else 32}
+    ctx.say(f"[inference] fp32 / int8 / fp16 ONNX variants (exported on {backend})")
+    rows = bench.run_child("inference:quantized", spec, backend=backend,
+                           timeout=ctx.timeout)["rows"]
+    ref = {r["model"]: r for r in rows if r["variant"] == "fp32"}
+    targets = []
+    for row in rows:
+        row["latency_vs_fp32"] = row["p50_ms"] / ref[row["model"]]["p50_ms"]
+        row["throughput_vs_fp32"] = row["images_per_s"] / ref[row["model"]]["images_per_s"]
+        row["size_vs_fp32"] = row["bytes"] / ref[row["model"]]["bytes"]
+        if row["model"] == "vgg11" and row["variant"] == "int8":
+            targets.append({"backend": "onnxruntime CPU", "figure": "int8 / fp32 VGG-11/4 batch-1",
+                            "value": row["latency_vs_fp32"], "target": f"<= {INT8_LATENCY_TARGET}",
+                            "meets_target": row["latency_vs_fp32"] <= INT8_LATENCY_TARGET})
+            loss = 1.0 - row["top1_agreement"]
+            targets.append({"backend": "onnxruntime CPU",
+                            "figure": "int8 VGG-11/4 top-1 disagreement with fp32 (untrained "
+                                      "weights, calibration-disjoint digits)",
+                            "value": loss, "target": f"<= {INT8_ACCURACY_TARGET}",
+                            "meets_target": loss <= INT8_ACCURACY_TARGET})
+    return rows, targets
+
+
 def run(ctx) -> dict:
     """One child per backend; ratios against onnxruntime of the same child."""
     rows, errors = [], []
@@ -107,7 +214,11 @@ def run(ctx) -> dict:
             row["ort_latency_speedup"] = row["p50_ms"] / ref["p50_ms"]
             row["throughput_vs_ort"] = row["images_per_s"] / ref["images_per_s"]
             rows.append(row)
-    targets = []
+    targets, quant_rows = [], []
+    try:
+        quant_rows, targets = _quantized_section(ctx, ctx.backends[0])
+    except bench.BenchError as e:
+        errors.append(str(e))
     for row in rows:
         if row["model"] == "lenet" and row["method"] == "onnxruntime":
             targets.append({"backend": row["backend"], "figure": "ORT LeNet batch-1 p50 (ms)",
@@ -120,6 +231,7 @@ def run(ctx) -> dict:
                             "meets_target": row["ort_latency_speedup"] >= SPEEDUP_TARGET})
     return {
         "rows": rows,
+        "quantized": quant_rows,
         "targets": targets,
         "errors": errors,
         "tables": [
@@ -127,6 +239,11 @@ def run(ctx) -> dict:
                                       "(ratios against onnxruntime)",
              "columns": ["backend", "model", "method", "input", "p50_ms", "p99_ms",
                          "ort_latency_speedup", "batch", "images_per_s", "throughput_vs_ort"]},
+            {"rows": "quantized", "title": "onnxruntime CPU: fp32 vs static int8 (QDQ) vs "
+                                           "dynamic int8 vs fp16 (ratios against fp32)",
+             "columns": ["model", "variant", "input", "bytes", "size_vs_fp32", "p50_ms",
+                         "p99_ms", "latency_vs_fp32", "batch", "images_per_s",
+                         "throughput_vs_fp32", "top1_agreement", "max_abs_diff", "eval_n"]},
             {"rows": "targets", "columns": ["backend", "figure", "value", "target",
                                             "meets_target"]},
         ],
