@@ -2,6 +2,12 @@
 
 No convolution or pooling primitive is called: every output is the sliding-window formula
 Y[i, j] = Σa Σb X[i + a, j + b]·K[a, b] (+ bias), computed from strided slices.
+
+Modules: ``cross_correlation`` / ``pooling`` / ``corr2d`` (the public layers and function),
+``validation`` (argument and padding helpers, also for kcnn core), ``reference`` (the formula,
+the tests' oracle), ``dispatch`` (the one choice of arrangement), ``engine`` (runs a plan with
+the hand-written backward), ``correlation`` / ``correlation_bands`` / ``correlation_torch``
+(the arrangements).
 """
 
 from kcnn.layers.corr2d import corr2d

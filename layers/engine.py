@@ -6,7 +6,9 @@
 * otherwise, for inference, the planned forward arrangement (autodiff-able keras.ops, or the
   eager PyTorch module under ``no_grad``);
 * for training, the same forward inside ``keras.ops.custom_gradient`` with a hand-written
-  backward pass, so that autodiff never keeps ``kh·kw`` input-sized slices alive.
+  backward pass, so that autodiff never keeps ``kh·kw`` input-sized slices alive; in a
+  TensorFlow graph (``plan.xla``) the forward, the input gradient and the kernel gradient are
+  three XLA-compiled functions under ``tf.custom_gradient``.
 
 Low precision (``float16`` / ``bfloat16`` inputs, e.g. under ``mixed_bfloat16``): the forward and
 the input gradient run in the input dtype; the kernel gradient is accumulated in float32 from
