@@ -16,7 +16,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
     It subclasses ``keras.layers.Conv2D`` and keeps its constructor, defaults, argument
     validation and error messages, weights (``kernel`` of shape
     ``(kh, kw, in_channels // groups, filters)`` and ``bias``), ``compute_output_shape`` and
-    config, so a model can switch between the two and keep its weights. Only ``call`` differs:
+    config (plus ``algorithm``), so a model can switch between the two and keep its weights. ``call`` differs:
     no convolution primitive is used, just strided slices, ``pad`` and matmul/einsum.
 
     Args:
