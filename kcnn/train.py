@@ -1,3 +1,12 @@
 """``kcnn.train``: the training API under its short name (everything lives in :mod:`kcnn.training`)."""
-from kcnn.training import *  # noqa: F401,F403
-from kcnn.training import __all__  # noqa: F401
+from kcnn import training as _training
+
+__all__ = _training.__all__
+
+
+def __getattr__(name):
+    return getattr(_training, name)
+
+
+def __dir__():
+    return __all__

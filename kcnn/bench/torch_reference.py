@@ -96,7 +96,8 @@ def child_keras(spec):
     """kcnn.train.fit (d2l LeNet recipe) throughput for each requested variant."""
     import keras
 
-    from kcnn import models, train
+    from kcnn import models
+    from kcnn import training as train
 
     images = _images(spec["examples"])
     recipe = train.get_recipe("d2l", "lenet", epochs=spec["epochs"], batch_size=BATCH)

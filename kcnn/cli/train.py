@@ -134,7 +134,7 @@ def _out_dir(args):
 
 
 def _config(args, out):
-    from kcnn import runs  # light: no backend imported yet
+    from kcnn.training import runs  # light: no backend imported yet
 
     if args.resume:
         try:
@@ -157,22 +157,22 @@ def run(args) -> None:
     """Check the run folder, train (or resume), export, print the summary lines."""
     out = _out_dir(args)
     _check_writable(out)
-    from kcnn import device, runs
+    from kcnn.training import distribution, runs
 
     config = _config(args, out)
     try:  # device set-up must precede the backend's start
-        device.prepare_distribution(config.distribute)
-    except device.DistributionError as e:
+        distribution.prepare_distribution(config.distribute)
+    except distribution.DistributionError as e:
         raise UsageError(str(e)) from None
     import tensorflow  # noqa: F401  (tf.data pipelines on every backend)
 
-    from kcnn import train
+    from kcnn.training.callbacks import TrainingDiverged
 
     try:
         report = runs.execute(config, resume=args.resume)
-    except (runs.RunError, device.DistributionError) as e:
+    except (runs.RunError, distribution.DistributionError) as e:
         raise UsageError(str(e)) from None
-    except train.TrainingDiverged as e:
+    except TrainingDiverged as e:
         raise CommandError(str(e), code=1) from None
     except KeyboardInterrupt:
         raise CommandError(f"interrupted; continue with: kcnn-train --out {out} --resume",

@@ -97,6 +97,7 @@ def _to_builtin(layers, classes):
                         name=f"{cfg['name']}_pad"), None))
                     padding = "valid"
             cfg["padding"] = padding
+            cfg.pop("algorithm", None)  # the explicit layer's own option; Conv2D has one way
             new = keras.layers.Conv2D.from_config(cfg)
         elif isinstance(layer, (max_cls, avg_cls)):
             padding = cfg.get("padding", "valid")

@@ -115,7 +115,7 @@ def _export(model, config, data, out, recipe):
 
     from kcnn import export as kexport
     from kcnn.data import make_dataset
-    from kcnn.training.fit import _model_input
+    from kcnn.training.trainer import _model_input
 
     size, channels = _model_input(model)
     path = os.path.join(out, "model.onnx")
@@ -135,7 +135,7 @@ def _recipe_and_data(config):
     from kcnn import data as kdata
     from kcnn import models
     from kcnn.training import recipes
-    from kcnn.training.fit import resolve_steps_per_execution
+    from kcnn.training.trainer import resolve_steps_per_execution
     from kcnn.training.precision import check_precision
 
     if config.model not in models.available():
@@ -167,7 +167,7 @@ def _model_builder(config, recipe, data):
 
 def _write_figures(local, result, recipe, data, out):
     from kcnn import plots
-    from kcnn.training.fit import confusion_matrix
+    from kcnn.training.trainer import confusion_matrix
 
     plots.plot_curves(result.history, os.path.join(out, "curves.png"),
                       title=f"{recipe.model} on {data.name}")
@@ -192,7 +192,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     from kcnn.models import summary
     from kcnn.training import precision
     from kcnn.training import distribution as kdistribution
-    from kcnn.training.fit import fit
+    from kcnn.training.trainer import fit
     from kcnn.training.html_report import write_html_report
 
     started = time.perf_counter()
