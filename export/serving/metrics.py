@@ -95,9 +95,22 @@ def route_template(app, scope) -> str:
 class MetricsMiddleware:
     """Pure ASGI middleware timing every HTTP request into :class:`Metrics`."""
 
+    #: Most (method, path) -> route template entries remembered (paths carry client-chosen names).
+    CACHE_SIZE = 1024
+
     def __init__(self, app, metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        self._templates: dict = {}
+
+    def _template(self, scope) -> str:
+        key = (scope["method"], scope["path"])
+        template = self._templates.get(key)
+        if template is None:
+            template = route_template(scope["app"], scope) if "app" in scope else "unmatched"
+            if len(self._templates) < self.CACHE_SIZE:
+                self._templates[key] = template
+        return template
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -114,8 +127,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = route_template(scope["app"], scope) if "app" in scope else "unmatched"
-            self.metrics.observe(route, scope["method"], status, time.perf_counter() - start)
+            self.metrics.observe(self._template(scope), scope["method"], status,
+                                 time.perf_counter() - start)
 
 
 def metrics_routes(ctx) -> list:
