@@ -162,7 +162,16 @@ def _check_inference(section):
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
         if row["method"] == "onnxruntime":
             assert row["ort_latency_speedup"] == 1 and row["throughput_vs_ort"] == 1
-    assert len(section["targets"]) == 2
+    assert {(r["model"], r["variant"]) for r in section["quantized"]} == {
+        (m, v) for m in ("lenet", "vgg11") for v in ("fp32", "int8", "int8-dynamic", "fp16")}
+    for row in section["quantized"]:
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
+        assert 0 <= row["top1_agreement"] <= 1 and row["bytes"] > 0
+        if row["variant"] == "fp32":
+            assert row["latency_vs_fp32"] == 1 and row["size_vs_fp32"] == 1
+        else:
+            assert row["eval_n"] > 0 and row["size_vs_fp32"] < 1
+    assert len(section["targets"]) == 4
 
 
 def _check_serving(section):
