@@ -100,9 +100,11 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             x = ops.transpose(x, (0, 2, 3, 1))
         pads = self._pads(tuple(ops.shape(x)[1:3]))
         # The kernel in its own dtype (float32 under a mixed policy): the engine casts it for the
-        # forward pass and keeps the kernel gradient in float32.
+        # forward pass and keeps the kernel gradient in float32. Read as a tensor inside the scope:
+        # on TensorFlow convert_to_tensor hands back the variable itself, which later reads
+        # autocast to bfloat16 (and TensorFlow then rounds the float32 gradient to it).
         with AutocastScope(None):
-            kernel = ops.convert_to_tensor(self.kernel)
+            kernel = ops.convert_to_tensor(self.kernel.value)
         outputs = engine.cross_correlate(
             x, kernel, self.strides, self.dilation_rate, pads, self.groups,
             training=bool(training), algorithm=self.algorithm,
