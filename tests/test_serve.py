@@ -659,3 +659,11 @@ def test_odd_images_get_one_prediction_on_every_path(rgb_onnx, tmp_path):
         unrotated = _scores(predictor.predict(np.asarray(image), top_k=k).to_list()[0])
     assert not np.allclose([unrotated[c] for c in COLOURS], [direct[0][c] for c in COLOURS],
                            atol=1e-4)
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "1\u00b9", "9" * 5000, "\u0663"])
+def test_top_k_digits_int_rejects_are_400(text):
+    """Strings str.isdigit() accepts but int() refuses are a client error, not a 500."""
+    with pytest.raises(RequestError) as info:
+        parse_top_k(text, 10, "query parameter")
+    assert info.value.status == 400

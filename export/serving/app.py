@@ -105,7 +105,9 @@ class ServingContext:
         if not req.is_json(content_type, body) and req.is_multipart(content_type):
             files, form_top_k = await req.parse_multipart_body(
                 body, content_type, max_files=self.limits.max_instances)
-        if len(body) <= INLINE_DECODE_BYTES:  # cheaper than a trip to a worker thread
+        # Only small JSON bodies run inline: an image's cost is set by its declared size, not
+        # its byte count (a 2 KB PNG can declare 16 Mpx), so images always decode in a thread.
+        if files is None and len(body) <= INLINE_DECODE_BYTES and req.is_json(content_type, body):
             batch, body_top_k = self._prepare(body, content_type, files)
         else:
             batch, body_top_k = await run_in_threadpool(self._prepare, body, content_type, files)

@@ -20,6 +20,7 @@ What is a library and what stays hand-written, and why:
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -89,7 +90,9 @@ def parse_top_k(value, num_classes: int, source: str) -> int:
     """Validate a ``top_k`` from the query string (str) or the JSON body (int)."""
     if isinstance(value, str):
         text = value.strip()
-        value = int(text) if text.lstrip("-").isdigit() else value
+        # ASCII digits only and a bounded length: str.isdigit() also accepts superscripts that
+        # int() rejects, and int() refuses strings of thousands of digits.
+        value = int(text) if re.fullmatch(r"-?[0-9]{1,9}", text) else value
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= num_classes:
         raise RequestError(400, f"top_k ({source}) must be an integer from 1 to {num_classes}, "
                                 f"received: {value!r}")
