@@ -273,3 +273,40 @@ def test_metrics_registries_are_per_app(onnx_path):
         assert 'route="/v1/health"' not in text
         assert 'route="/v1/health"' in one.get("/metrics").text
         assert two.get("/v2/models/b").json()["name"] == "b"
+
+
+# --- finite inputs that overflow the model: a 4xx, never a 500 or a NaN in JSON ---------------
+HUGE = np.full((1, 28, 28, 1), 1e10, np.float32)  # finite; x 1e30 inside the model: inf
+
+
+@pytest.fixture(scope="module")
+def overflow_server(tmp_path_factory):
+    from kcnn.export import export_onnx
+
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((28, 28, 1), name="images"), keras.layers.Rescaling(1e30),
+                              keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    path = tmp_path_factory.mktemp("overflow") / "overflow.onnx"
+    export_onnx(model, str(path), labels=LABELS, model_name="overflow")
+    with Server(path, "--model-name", NAME, "--providers", "CPUExecutionProvider") as server:
+        yield server, path
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/predict", {"instances": HUGE.tolist()}),
+    (f"/v2/models/{NAME}/infer", _v2(data=HUGE.ravel().tolist())),
+    (f"/v1/models/{NAME}:predict", {"instances": HUGE.tolist()}),
+])
+def test_inputs_that_overflow_the_logits_are_422_on_every_route(overflow_server, path, body):
+    import onnxruntime as ort
+
+    server, onnx_file = overflow_server
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert not np.isfinite(session.run(None, {"images": HUGE})[0]).all()  # the premise
+    response = httpx.post(server.url + path, content=json.dumps(body),
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert "non-finite" in response.json()["error"]
+    ok = httpx.post(server.url + "/v1/predict", timeout=30, json={"instances": [[[[0.5]] * 28] * 28]})
+    assert ok.status_code == 200, ok.text  # the server is fine afterwards

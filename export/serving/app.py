@@ -21,7 +21,7 @@ Adding routes: a *route group* is a function ``group(ctx: ServingContext) -> lis
 (Starlette ``Route`` / ``Mount`` objects). :data:`DEFAULT_ROUTE_GROUPS` lists the built-in ones;
 pass ``create_app(..., route_groups=[*DEFAULT_ROUTE_GROUPS, my_group])`` or append a group to
 that tuple in this module. Handlers read images exactly as ``/v1/predict`` does with
-``await ctx.read_inputs(request)`` and run the model with ``await ctx.batcher.submit(batch)``;
+``await ctx.read_inputs(request)`` and run the model with ``await ctx.infer(batch)``;
 raising :class:`RequestError` answers ``{"error": ...}`` with its 4xx status.
 
 Client errors are 4xx JSON ``{"error": ...}``; bodies over ``max_body_bytes``, more than
@@ -82,6 +82,19 @@ class ServingContext:
     #: The app's :class:`~kcnn.export.serving.metrics.Metrics` once its route group ran.
     metrics: object = None
 
+    async def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run ``batch`` through the micro-batcher; non-finite scores are the request's fault.
+
+        Finite but huge inputs (say 1e30) overflow the logits to inf/NaN, which no JSON answer may
+        carry: they are a 422 for that request, never a 500 from the encoder.
+        """
+        logits = await self.batcher.submit(batch)
+        if not np.isfinite(logits).all():
+            raise RequestError(422, "the input gives non-finite scores (NaN or infinity): its "
+                                    "values are far outside the model's input range (see "
+                                    "GET /v1/metadata, preprocessing)")
+        return logits
+
     def _prepare(self, body: bytes, content_type: str, files: list[bytes] | None):
         """Body (or multipart file parts) -> (float32 batch, raw body top_k or None)."""
         if files is not None:
@@ -141,7 +154,7 @@ def predict_routes(ctx: ServingContext) -> list:
 
     async def predict(request):
         batch, top_k = await ctx.read_inputs(request)
-        logits = await ctx.batcher.submit(batch)
+        logits = await ctx.infer(batch)
         return JSONResponse({"predictions": ctx.model.postprocess(logits, top_k)})
 
     return [Route("/v1/predict", predict, methods=["POST"])]

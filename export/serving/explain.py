@@ -131,7 +131,7 @@ def explain_routes(ctx) -> list:
         if batch.shape[0] != 1:
             raise RequestError(400, f"explain takes one image per request; received "
                                     f"{batch.shape[0]}")
-        logits = await ctx.batcher.submit(batch)  # the very path /v1/predict takes
+        logits = await ctx.infer(batch)  # the very path /v1/predict takes
         prediction = ctx.model.postprocess(logits, top_k)[0]
         async with slots:
             document = await run_in_threadpool(explain_document, explainer, batch, prediction,

@@ -257,7 +257,7 @@ def kserve_v2_routes(ctx) -> list:
                 batch, selected, request_id = parse(body, header_length)
             else:
                 batch, selected, request_id = await run_in_threadpool(parse, body, header_length)
-        logits = await ctx.batcher.submit(batch)
+        logits = await ctx.infer(batch)
         return infer_response(model, version, logits, selected, request_id)
 
     routes = [Route("/v2/health/live", live, methods=["GET"]),

@@ -115,7 +115,7 @@ def tfserving_routes(ctx) -> list:
                 batch, answer = parse(body)
             else:
                 batch, answer = await run_in_threadpool(parse, body)
-        logits = await ctx.batcher.submit(batch)
+        logits = await ctx.infer(batch)
         return JSONResponse({answer: np.asarray(logits, dtype=np.float32).tolist()})
 
     async def status(request):
