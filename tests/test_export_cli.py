@@ -173,3 +173,31 @@ def test_predict_errors(exported, image_files, tmp_path):
     ]
     for args, match in cases:
         assert_one_line_error(run_cli("kcnn-predict", *args), "kcnn-predict", match)
+
+
+def test_failed_verification_leaves_the_previous_file_untouched(exported, keras_file, tmp_path):
+    _, good, _ = exported
+    out = tmp_path / "model.onnx"
+    out.write_bytes(good.read_bytes())
+    before = out.read_bytes()
+    proc = run_cli("kcnn-export", keras_file, out, "--verify-with", "digits", "--samples", 20,
+                   "--atol", "1e-30")
+    if proc.returncode == 0:  # Keras and onnxruntime agreed bit for bit: nothing to test here
+        pytest.skip("no difference at all between Keras and onnxruntime on these samples")
+    assert_one_line_error(proc, "kcnn-export", "Nothing was replaced")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no staging litter
+
+
+def test_an_export_removes_stale_temporaries_of_killed_runs(keras_file, tmp_path):
+    out = tmp_path / "model.onnx"
+    stale = tmp_path / ".model.onnx.tmp-killed"
+    fresh = tmp_path / ".model.onnx.staging-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "raw.onnx").write_bytes(b"partial")
+    old = os.path.getmtime(stale) - 2 * 3600
+    os.utime(stale, (old, old))
+    proc = run_cli("kcnn-export", keras_file, out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and not stale.exists() and fresh.exists()

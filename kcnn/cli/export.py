@@ -10,8 +10,12 @@ removed), 1 unexpected failure; see :mod:`kcnn.cli.base`.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
+import time
 
 from kcnn.cli import argtypes
 from kcnn.cli.base import Parser, UsageError, entry_point
@@ -96,8 +100,7 @@ def _verify(model, output, samples, args):
     try:
         report = verify(model, output, samples[0], atol=args.atol)
     except VerificationError as err:
-        output.unlink(missing_ok=True)
-        raise ValueError(f"{err} The file was removed.") from None
+        raise ValueError(f"{err} Nothing was replaced.") from None
     print(f"verified on {args.verify_with} (n={report['n']}): max_abs_diff="
           f"{report['max_abs_diff']:.3g} mean_abs_diff={report['mean_abs_diff']:.3g} "
           f"top1_agreement={report['top1_agreement']:.4f}")
@@ -160,22 +163,52 @@ def run(args) -> None:
     # Keras (and its backend) are imported only once the cheap checks have passed.
     from kcnn.export.onnx_export import export_onnx
 
+    from kcnn.export.explainer import explain_path
+
     model = _load_keras_model(model_path)
-    result = export_onnx(model, output, opset=args.opset, labels=args.labels,
-                         model_name=args.name, explain=args.explain)
+    _remove_stale_staging(output)
+    staging = pathlib.Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
+    try:
+        # Everything is written, verified and quantized in the staging folder; only a file that
+        # passed every check replaces OUTPUT (and its explain file), so a failure leaves it as it was.
+        staged = staging / output.name
+        result = export_onnx(model, staged, opset=args.opset, labels=args.labels,
+                             model_name=args.name, explain=args.explain)
+        if samples is not None:
+            _verify(model, staged, samples, args)
+        if args.quantize:
+            _quantize(staged, args, samples)
+        if result.explain is not None:
+            os.replace(result.explain, explain_path(output))
+        os.replace(staged, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {output} (opset {result.opset}, input images [batch, "
           f"{', '.join(map(str, result.input_shape))}], {result.num_classes} classes, "
           f"{result.metadata['kcnn.backend']} backend)")
     if result.explain is not None:
-        print(f"wrote {result.explain} (explain data for kcnn-serve's page)")
-    if samples is not None:
-        _verify(model, output, samples, args)
-    if args.quantize:
-        _quantize(output, args, samples)
+        print(f"wrote {explain_path(output)} (explain data for kcnn-serve's page)")
     if args.triton_repo:
         from kcnn.export.triton import write_triton_repo
 
         print(f"wrote Triton model {write_triton_repo(output, args.triton_repo)}")
+
+
+# Temporary folders of an export killed before it could clean up (SIGKILL, power loss) are
+# removed by the next export to the same file once they are this old (a live export touches its
+# folder far more often).
+STALE_SECONDS = 3600
+
+
+def _remove_stale_staging(output):
+    now = time.time()
+    for prefix in (f".{output.name}.staging-", f".{output.name}.tmp-"):
+        for folder in output.parent.glob(prefix + "*"):
+            try:
+                if folder.is_dir() and now - folder.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
 
 main = entry_point(build_parser, run)
