@@ -310,3 +310,29 @@ def test_inputs_that_overflow_the_logits_are_422_on_every_route(overflow_server,
     assert "non-finite" in response.json()["error"]
     ok = httpx.post(server.url + "/v1/predict", timeout=30, json={"instances": [[[[0.5]] * 28] * 28]})
     assert ok.status_code == 200, ok.text  # the server is fine afterwards
+
+
+# --- a model that loads but fails inside onnxruntime: kcnn-serve refuses to start -----------
+def test_a_model_failing_in_onnxruntime_is_refused_at_start_up(onnx_path, tmp_path):
+    import subprocess
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from kcnn_serve_process import serve_command
+
+    proto = onnx.load(str(onnx_path))
+    graph = proto.graph
+    producer = next(node for node in graph.node if "logits" in node.output)
+    producer.output[list(producer.output).index("logits")] = "logits_raw"
+    # 10 scores per image never reshape to 3 rows: onnxruntime fails at run time, not at load.
+    graph.initializer.append(numpy_helper.from_array(np.array([3, -1], np.int64), "bad_shape"))
+    graph.node.append(helper.make_node("Reshape", ["logits_raw", "bad_shape"], ["logits"]))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    proc = subprocess.run(serve_command() + [str(broken), "--port", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fails in onnxruntime" in lines[0], proc.stderr
+    assert "serving" not in proc.stdout and "Traceback" not in proc.stderr

@@ -39,6 +39,31 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class ModelStartupError(RuntimeError):
+    """The model loads but onnxruntime cannot run it: the server refuses to start."""
+
+
+def check_model_runs(predictor) -> None:
+    """Run batches of 1 and 2 blank images through ``predictor``; ModelStartupError if that fails.
+
+    A file that loads but fails inside onnxruntime (a bad shape in the graph, an op the provider
+    cannot run) would otherwise answer every request with a 500 while health said ok.
+    """
+    import numpy as np
+
+    for n in (1, 2):
+        try:
+            logits = np.asarray(predictor.run(np.zeros((n, *predictor.input_shape), np.float32)))
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ModelStartupError(
+                f"{predictor.path}: the model fails in onnxruntime on a batch of {n} "
+                f"blank images: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+        if logits.shape[0] != n:
+            raise ModelStartupError(f"{predictor.path}: the model returns {logits.shape[0]} rows "
+                                    f"for a batch of {n} images")
+
+
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
           max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
           max_instances: int = DEFAULT_MAX_INSTANCES, providers=None, access_log: bool = False,
@@ -46,7 +71,8 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
           model_version: str = "1") -> None:
     """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
 
-    Binds ``host`` (loopback by default) and ``port`` (0: any free port), then prints one line
+    Runs the model once on blank images first (:func:`check_model_runs`). Binds ``host``
+    (loopback by default) and ``port`` (0: any free port), then prints one line
     ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. ``model_name``
     (default: the file's metadata name, else its stem) and ``model_version`` name the model on
     every protocol's routes. A SIGTERM or SIGINT
@@ -59,6 +85,7 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an integer from 0 to 65535, received: port={port!r}")
     predictor = OnnxPredictor(path, providers=providers)
+    check_model_runs(predictor)
     app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
                      max_body_bytes=max_body_bytes, max_instances=max_instances,
                      model_name=model_name, model_version=model_version)
