@@ -3,8 +3,6 @@ import asyncio
 import io
 import json
 import os
-import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,9 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+
+from kcnn_serve_process import Server
+from kcnn_serve_process import serve_command as _serve_command
 
 from kcnn.export.serving.batcher import BatcherStopped, MicroBatcher
 from kcnn.export.serving.requests import (RequestError, decode_image, instance_array,
@@ -294,41 +295,6 @@ def test_parse_top_k_rejects(value):
 # --------------------------------------------------------------------------------------------------
 # The server, as a subprocess over real HTTP
 # --------------------------------------------------------------------------------------------------
-def _serve_command():
-    script = os.path.join(os.path.dirname(sys.executable), "kcnn-serve")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "kcnn.cli.serve"]
-
-
-class Server:
-    """``kcnn-serve`` on an ephemeral loopback port; ``url`` read from its first stdout line."""
-
-    def __init__(self, model_path, *args, timeout=120):
-        self.process = subprocess.Popen(
-            [*_serve_command(), str(model_path), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.process.stdout.readline()),
-                         daemon=True).start()
-        try:
-            line = lines.get(timeout=timeout)
-        except queue.Empty:
-            line = ""
-        if not line.startswith("serving "):
-            self.stop()
-            raise RuntimeError(f"kcnn-serve did not start: {line!r} {self.process.stderr.read()}")
-        self.url = line.split(" on ")[-1].strip()
-
-    def stop(self, timeout=15):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            raise
-
-
 @pytest.fixture(scope="module")
 def keras_model():
     keras.utils.set_random_seed(1)
