@@ -11,7 +11,6 @@ its own arguments the same way:
 
 import numbers
 
-from keras import ops
 from keras.src.utils import argument_validation
 
 __all__ = [
@@ -98,11 +97,21 @@ def output_length(size, kernel, stride=1, dilation=1, pad_total=0):
 def same_padding(size, kernel, stride=1, dilation=1):
     """(before, after) zero padding that Keras/TensorFlow use for ``padding="same"``.
 
-    ``size`` may be a scalar tensor (a spatial size known only at run time).
+    ``size`` may be a scalar tensor (a spatial size known only at run time, or a traced one: a
+    PyTorch export traces sizes as int64 tensors). With stride 1 the padding does not depend on
+    the size and is always a Python int.
     """
-    out = (size + stride - 1) // stride
-    total = (out - 1) * stride + dilation * (kernel - 1) + 1 - size
-    total = max(total, 0) if isinstance(total, int) else ops.maximum(total, 0)
+    if stride == 1:
+        total = dilation * (kernel - 1)
+    else:
+        out = (size + stride - 1) // stride
+        total = (out - 1) * stride + dilation * (kernel - 1) + 1 - size
+    if isinstance(total, int):
+        total = max(total, 0)
+    else:
+        # max(total, 0) with the tensor's own operators: keras.ops.maximum would cast PyTorch's
+        # int64 sizes to int32, and an exported graph cannot mix the two.
+        total = (total + abs(total)) // 2
     before = total // 2
     return before, total - before
 

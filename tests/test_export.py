@@ -109,6 +109,25 @@ def test_parity_with_keras(exported, batch, source):
     assert np.max(np.abs(got - expected)) <= 1e-5
 
 
+def test_strided_same_padding_explicit_export(tmp_path):
+    """Strided "same" padding depends on the input size: the export (a PyTorch trace sees sizes as
+    int64 tensors) must still give one integer dtype and Keras's numbers."""
+    from kcnn import layers as kl
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([
+        keras.Input((13, 13, 1)),
+        kl.CrossCorrelation2D(4, 3, strides=2, padding="same"),
+        kl.CrossCorrelation2D(3, (2, 4), strides=(3, 2), padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),
+    ])
+    result = export_onnx(model, tmp_path / "strided.onnx", labels=["a", "b", "c"])
+    x = np.random.default_rng(0).random((5, 13, 13, 1), dtype=np.float32)
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    assert np.max(np.abs(ort_run(result.path, x) - expected)) <= 1e-5
+
+
 def test_softmax_model_is_marked_probabilities(tmp_path):
     model = small_cnn(softmax=True)
     result = export_onnx(model, tmp_path / "p.onnx")
