@@ -1,7 +1,11 @@
-"""Shared pytest setup: quiet TensorFlow, report the Keras backend under test."""
+"""Shared pytest setup: quiet TensorFlow, helpers in tests/support importable, the backend under test."""
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Helpers shared by several test folders (odd image files, the kcnn-serve subprocess).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -2,7 +2,7 @@
 
 Without ``TF_CONFIG`` the strategy runs as one local worker, which is enough to check the
 reduction rules in-process; the real two-worker ``model.fit`` is exercised end to end by
-tests/test_cli_train.py::test_multiworker_with_two_local_workers.
+tests/cli/test_cli_train.py::test_multiworker_with_two_local_workers.
 """
 import keras
 import numpy as np

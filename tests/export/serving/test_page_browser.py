@@ -44,7 +44,7 @@ if not (CHROMIUM and CHROMEDRIVER):  # pragma: no cover - .ci/install installs b
                 "(apt-get install -y chromium chromium-driver; .ci/install does)",
                 allow_module_level=True)
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 ARTIFACTS = pathlib.Path(os.environ.get("KCNN_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "page"
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 LENET_LAYERS = ["conv1", "pool1", "conv2", "pool2"]

@@ -1,6 +1,6 @@
 """Image files that decoders disagree on, with the uint8 array each must decode to.
 
-Shared by tests/test_images.py (the decoder alone) and tests/test_serve.py (the same files
+Shared by tests/export/test_images.py (the decoder alone) and tests/export/serving/test_serve.py (the same files
 through kcnn-predict, OnnxPredictor and the server). The expected arrays are computed here from
 the pixels written, independently of kcnn.export.images.
 """
