@@ -27,7 +27,7 @@ import importlib
 
 # ``verify`` is both a submodule and its function: bind the function eagerly so that importing
 # the submodule can never shadow it (verify.py imports Keras only when called).
-from kcnn.export.verify import VerificationError, verify
+from kcnn.export.verify import VerificationError, verify  # noqa: F401  (public names)
 
 _EXPORTS = {
     "ExportError": "onnx_export",

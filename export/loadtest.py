@@ -21,12 +21,7 @@ import urllib.parse
 
 import numpy as np
 
-
-def _check_positive(name: str, value, kind=int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
-            or not value > 0:
-        accepted = "a number > 0" if kind is float else "an integer >= 1"
-        raise ValueError(f"{name} must be {accepted}, received: {name}={value!r}")
+from kcnn.export.checks import check_positive
 
 
 _GIVE_UP_AFTER = 3  # transport failures in a row after which a client stops (server gone)
@@ -103,11 +98,11 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
         raise ValueError(f"url must be an http(s) URL of a kcnn-serve server, received: {url!r}")
     if not isinstance(body, (bytes, bytearray)):
         raise TypeError(f"body must be bytes, received: {type(body).__name__}")
-    _check_positive("clients", clients)
-    _check_positive("requests", requests)
-    _check_positive("images_per_request", images_per_request)
-    _check_positive("timeout", timeout, float)
-    _check_positive("max_seconds", max_seconds, float)
+    check_positive("clients", clients, integer=True)
+    check_positive("requests", requests, integer=True)
+    check_positive("images_per_request", images_per_request, integer=True)
+    check_positive("timeout", timeout)
+    check_positive("max_seconds", max_seconds)
     endpoint = url.rstrip("/")
     if not endpoint.endswith("/v1/predict"):
         endpoint += "/v1/predict"

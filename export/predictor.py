@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from kcnn.export import images as image_decoder
 from kcnn.export import metadata as meta
+from kcnn.export.checks import check_positive
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -140,10 +141,7 @@ class OnnxPredictor:
             raise FileNotFoundError(f"ONNX model file not found: {str(self.path)!r}")
         if not self.path.is_file():
             raise InvalidModelError(f"{str(self.path)!r} is not a file (expected an .onnx file).")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; received {batch_size!r}.")
-        self.batch_size = int(batch_size)
+        self.batch_size = check_positive("batch_size", batch_size, integer=True)
         providers = select_providers(providers)
         try:
             self._session = _open_session(self.path, providers)

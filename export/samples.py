@@ -12,6 +12,7 @@ import pathlib
 import zipfile
 
 import numpy as np
+from kcnn.export.checks import check_positive
 
 
 def load_samples(spec, *, limit=256, seed=0):
@@ -23,8 +24,7 @@ def load_samples(spec, *, limit=256, seed=0):
         limit: largest number of samples returned.
         seed: seed of the subset choice.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive integer; received {limit!r}.")
+    limit = check_positive("limit", limit, integer=True)
     if spec == "digits":
         from sklearn.datasets import load_digits
 

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 
 from kcnn.export import metadata as meta
+from kcnn.export.checks import check_positive
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -67,12 +68,6 @@ def render_config(name, input_name, input_dims, output_name, num_classes, *, max
     )
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}.")
-    return value
-
-
 def write_triton_repo(onnx_path, repo_dir, *, name=None, version=1, max_batch_size=64,
                       max_queue_delay_microseconds=100, preferred_batch_sizes=None,
                       instance_count=1):
@@ -108,13 +103,13 @@ def write_triton_repo(onnx_path, repo_dir, *, name=None, version=1, max_batch_si
             f"name must contain only letters, digits, '_', '.' and '-'; received {name!r}.")
     for arg, value in (("version", version), ("max_batch_size", max_batch_size),
                        ("instance_count", instance_count)):
-        _positive_int(arg, value)
+        check_positive(arg, value, integer=True)
     if isinstance(max_queue_delay_microseconds, bool) or not isinstance(
             max_queue_delay_microseconds, int) or max_queue_delay_microseconds < 0:
         raise ValueError(f"max_queue_delay_microseconds must be an integer >= 0; "
                          f"received {max_queue_delay_microseconds!r}.")
     if preferred_batch_sizes is not None:
-        preferred_batch_sizes = [_positive_int("preferred_batch_sizes", b)
+        preferred_batch_sizes = [check_positive("preferred_batch_sizes", b, integer=True)
                                  for b in preferred_batch_sizes]
         if max(preferred_batch_sizes) > max_batch_size:
             raise ValueError(

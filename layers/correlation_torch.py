@@ -24,7 +24,7 @@ from kcnn.layers import dispatch
 
 def _window_view(xp, kernel_hw, strides, dilation, out_hw):
     """(N, Ho, Wo, kh, kw, C) strided view of the windows of a padded channels_last input."""
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_hw, strides, dilation, out_hw
+    (kh, kw), (sh, sw), (dh, dw), (ho, _) = kernel_hw, strides, dilation, out_hw
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     windows = xp[:, : span_h + (ho - 1) * sh].unfold(1, span_h, sh).unfold(2, span_w, sw)
     if dh > 1 or dw > 1:

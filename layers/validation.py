@@ -1,21 +1,26 @@
 """Argument validators and padding arithmetic shared by the convolution and pooling layers.
 
-Importable as ``kcnn.layers.validation`` (it depends on Keras only), so kcnn core can check
-its own arguments the same way:
+Importable as ``kcnn.layers.validation`` (it depends on Keras only), so kcnn core checks its
+own arguments the same way (``kcnn.export``, which never imports Keras, has the same checks in
+``kcnn.export.checks``):
 
-* :func:`is_int`, :func:`standardize_tuple`, :func:`standardize_choice` — argument checks that
-  raise ``ValueError`` naming the argument, the value and what is accepted;
+* :func:`is_int`, :func:`is_real`, :func:`check_positive`, :func:`standardize_tuple`,
+  :func:`standardize_choice` — argument checks that raise ``ValueError`` naming the argument,
+  the value and what is accepted;
 * :func:`standardize_explicit_padding`, :func:`standardize_padding` — ``padding`` specs;
 * :func:`same_padding`, :func:`resolve_padding`, :func:`output_length` — the arithmetic.
 """
 
+import math
 import numbers
 
 from keras.src.utils import argument_validation
 
 __all__ = [
     "PADDING_ACCEPTED",
+    "check_positive",
     "is_int",
+    "is_real",
     "output_length",
     "resolve_padding",
     "same_padding",
@@ -34,6 +39,26 @@ PADDING_ACCEPTED = (
 def is_int(value):
     """True for Python and NumPy integers, False for bools."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """True for Python and NumPy real numbers (ints included), False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_positive(name, value, *, integer=False, upper=None):
+    """``value`` as an ``int`` (``integer=True``) or ``float`` if it is a positive, finite number
+    no larger than ``upper``; else ``ValueError`` naming ``name`` and the value.
+
+    The positivity check of the layers, builders, recipes and data pipelines (the same message
+    as ``kcnn.export.checks.check_positive``), so the same mistake reads the same everywhere.
+    """
+    ok = is_int(value) if integer else is_real(value) and math.isfinite(value)
+    if not ok or value <= 0 or (upper is not None and value > upper):
+        kind = "a positive integer" if integer else "a positive finite number"
+        limit = f" <= {upper}" if upper is not None else ""
+        raise ValueError(f"{name} must be {kind}{limit}; received {name}={value!r}")
+    return int(value) if integer else float(value)
 
 
 def standardize_tuple(value, n, name, allow_zero=False):

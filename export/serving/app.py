@@ -43,6 +43,7 @@ from kcnn.export.serving.metrics import metrics_routes
 from kcnn.export.serving.model import ServedModel
 from kcnn.export.serving.requests import RequestError
 from kcnn.export.serving.tfserving import tfserving_routes
+from kcnn.export.checks import check_positive
 
 #: Bodies up to this size are decoded on the event loop (well under a millisecond for small
 #: images); larger ones in a worker thread, so decoding never blocks the loop for long.
@@ -61,9 +62,7 @@ class Limits:
 
     def __post_init__(self):
         for name in ("max_body_bytes", "max_instances", "max_image_pixels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, received: {name}={value!r}")
+            check_positive(name, getattr(self, name), integer=True)
 
     def as_dict(self) -> dict:
         """The limits as JSON-ready dict."""

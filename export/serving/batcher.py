@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from kcnn.export.checks import check_positive
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_WAIT_MS = 5.0
@@ -70,8 +71,7 @@ class MicroBatcher:
 
     def __init__(self, run, *, max_batch: int = DEFAULT_MAX_BATCH,
                  max_wait_ms: float = DEFAULT_MAX_WAIT_MS):
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch must be an integer >= 1, received: max_batch={max_batch!r}")
+        check_positive("max_batch", max_batch, integer=True)
         if (isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float))
                 or not math.isfinite(max_wait_ms) or max_wait_ms < 0):
             raise ValueError("max_wait_ms must be a finite number >= 0, "

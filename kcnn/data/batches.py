@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from kcnn.data.pipeline import make_dataset
+from kcnn.layers.validation import check_positive
 
 MAX_IN_MEMORY_BYTES = 1 << 30  # preprocessed float32 images (train + test) kept in memory at most
 
@@ -51,11 +52,9 @@ class ArrayBatches(keras.utils.PyDataset):
         super().__init__()
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} images, {len(y)} labels")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; received {batch_size!r}")
+        batch_size = check_positive("batch_size", batch_size, integer=True)
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
         self.epoch = -1
         self._order = None
         self.on_epoch_begin()

@@ -81,8 +81,9 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
     """
     import tensorflow as tf
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; received {batch_size!r}")
+    from kcnn.layers.validation import check_positive  # Keras is loaded by now (tf.data above)
+
+    batch_size = check_positive("batch_size", batch_size, integer=True)
     size = _check_image_size(image_size)
     if channels not in (None, 1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be None, 1 or 3; received {channels!r}")

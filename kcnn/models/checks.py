@@ -1,14 +1,16 @@
-"""Argument checks of the model builders (Keras-style messages naming the argument and value)."""
+"""Argument checks of the model builders (Keras-style messages naming the argument and value).
+
+The primitives (:func:`is_int`, :func:`is_real`, :func:`check_positive`) are
+``kcnn.layers.validation``'s, shared with the layers, recipes and data pipelines.
+"""
 from __future__ import annotations
 
-import numbers
+from kcnn.layers.validation import check_positive, is_int, is_real
+
+__all__ = ["CONVS", "check_arch", "check_conv", "check_dropout", "check_input_shape",
+           "check_num_classes", "check_positive"]
 
 CONVS = ("builtin", "explicit")
-
-
-def is_int(value):
-    """True for Python/NumPy integers, False for bools."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_conv(conv):
@@ -37,18 +39,9 @@ def check_input_shape(input_shape):
     return tuple(int(d) for d in shape)
 
 
-def check_positive(name, value, *, integer=False, upper=None):
-    """Raise ValueError unless ``value`` is a number (an integer if ``integer``) in (0, upper]."""
-    ok = (is_int(value) if integer else isinstance(value, numbers.Real) and not isinstance(value, bool))
-    if not ok or value <= 0 or (upper is not None and value > upper):
-        kind = "an integer" if integer else "a number"
-        limit = f" and <= {upper}" if upper is not None else ""
-        raise ValueError(f"{name} must be {kind} > 0{limit}; received {name}={value!r}")
-
-
 def check_dropout(dropout):
     """Raise ValueError unless ``dropout`` is a number in [0, 1)."""
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+    if not is_real(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1); received dropout={dropout!r}")
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass, field
+
 
 __all__ = ["Recipe", "RECIPES", "OPTIMIZERS", "available", "families", "family_of", "get",
            "make_optimizer"]
@@ -123,15 +123,6 @@ def family_of(model: str) -> str:
     return family
 
 
-def _check_positive(name, value, *, integer):
-    kinds = (numbers.Integral,) if integer else (numbers.Real,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-            or value <= 0:
-        what = "a positive int" if integer else "a positive finite number"
-        raise ValueError(f"{name} must be {what}; received {name}={value!r}")
-    return int(value) if integer else float(value)
-
-
 def get(recipe: str = "modern", model: str = "lenet", **overrides) -> Recipe:
     """The preset ``recipe`` for ``model``, with explicit ``overrides`` applied.
 
@@ -164,6 +155,9 @@ def get(recipe: str = "modern", model: str = "lenet", **overrides) -> Recipe:
 
 
 def _validated(r: Recipe) -> Recipe:
+    # Imported here: the module stays importable before a backend is chosen (run set-up).
+    from kcnn.layers.validation import check_positive, is_real
+
     if r.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; "
                          f"received optimizer={r.optimizer!r}")
@@ -171,18 +165,17 @@ def _validated(r: Recipe) -> Recipe:
         raise ValueError(f"schedule must be 'constant' or 'cosine'; received schedule={r.schedule!r}")
     for name in ("momentum", "weight_decay"):
         value = getattr(r, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not 0 <= value < (1 if name == "momentum" else math.inf):
+        if not is_real(value) or not 0 <= value < (1 if name == "momentum" else math.inf):
             raise ValueError(f"{name} must be a number >= 0{' and < 1' if name == 'momentum' else ''}"
                              f"; received {name}={value!r}")
     if not isinstance(r.model_kwargs, dict):
         raise TypeError(f"model_kwargs must be a dict; received {type(r.model_kwargs).__name__}")
     return dataclasses.replace(
         r,
-        lr=_check_positive("lr", r.lr, integer=False),
-        batch_size=_check_positive("batch_size", r.batch_size, integer=True),
-        epochs=_check_positive("epochs", r.epochs, integer=True),
-        image_size=_check_positive("image_size", r.image_size, integer=True),
+        lr=check_positive("lr", r.lr, integer=False),
+        batch_size=check_positive("batch_size", r.batch_size, integer=True),
+        epochs=check_positive("epochs", r.epochs, integer=True),
+        image_size=check_positive("image_size", r.image_size, integer=True),
     )
 
 
@@ -194,11 +187,13 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int | None = None):
     """
     import keras
 
+    from kcnn.layers.validation import check_positive
+
     lr = recipe.lr
     if recipe.schedule == "cosine":
         if steps_per_epoch is None:
             raise ValueError("steps_per_epoch is required for schedule='cosine'")
-        steps = _check_positive("steps_per_epoch", steps_per_epoch, integer=True) * recipe.epochs
+        steps = check_positive("steps_per_epoch", steps_per_epoch, integer=True) * recipe.epochs
         lr = keras.optimizers.schedules.CosineDecay(recipe.lr, decay_steps=steps)
     if recipe.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, momentum=recipe.momentum)

@@ -35,6 +35,7 @@ from kcnn.training.devices import device_report
 from kcnn.training.distribution import Distribution
 from kcnn.training.recipes import Recipe
 from kcnn.training.watch import CurvesWriter
+from kcnn.layers.validation import is_int
 
 
 # --------------------------------------------------------------------------------- result
@@ -128,8 +129,8 @@ def resolve_steps_per_execution(value="auto", backend=None, *, distributed=False
     single_step_only = backend == "torch" or (distributed and backend == "tensorflow")
     if value == "auto":
         return 1 if single_step_only else AUTO_STEPS_PER_EXECUTION
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"steps_per_execution must be 'auto' or a positive int; received {value!r}")
+    if not is_int(value) or value < 1:
+        raise ValueError(f"steps_per_execution must be 'auto' or a positive integer; received {value!r}")
     if value != 1 and single_step_only:
         where = "the torch backend" if backend == "torch" else "a tensorflow distribution"
         raise ValueError(f"steps_per_execution must be 1 or 'auto' with {where} (Keras runs one "
@@ -264,10 +265,8 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
 
 
 def _check_early_stopping(early_stopping):
-    if early_stopping is not None and (isinstance(early_stopping, bool)
-                                       or not isinstance(early_stopping, int)
-                                       or early_stopping < 1):
-        raise ValueError(f"early_stopping must be None or a positive int (patience in epochs); "
+    if early_stopping is not None and (not is_int(early_stopping) or early_stopping < 1):
+        raise ValueError(f"early_stopping must be None or a positive integer (patience in epochs); "
                          f"received {early_stopping!r}")
 
 

@@ -59,8 +59,8 @@ def test_unshuffled_batches_keep_the_order():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(batch_size=0), "batch_size must be a positive int; received 0"),
-    (dict(batch_size=True), "batch_size must be a positive int; received True"),
+    (dict(batch_size=0), "batch_size must be a positive integer; received batch_size=0"),
+    (dict(batch_size=True), "batch_size must be a positive integer; received batch_size=True"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

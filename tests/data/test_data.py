@@ -682,8 +682,8 @@ def test_make_dataset_shuffle_is_seeded_and_reshuffles(rng):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(batch_size=0), "batch_size must be a positive int; received 0"),
-     (dict(batch_size=2.5), "batch_size must be a positive int"),
+    [(dict(batch_size=0), "batch_size must be a positive integer; received batch_size=0"),
+     (dict(batch_size=2.5), "batch_size must be a positive integer"),
      (dict(batch_size=2, image_size=(0, 4)), r"image_size must be None.*received \(0, 4\)"),
      (dict(batch_size=2, image_size="big"), "image_size must be None"),
      (dict(batch_size=2, channels=2), "channels must be None, 1 or 3; received 2")],

@@ -292,7 +292,7 @@ def test_bad_input_shape(input_shape):
 
 @pytest.mark.parametrize("width_ratio", [0, -1, 1.5, 65, "4"])
 def test_bad_width_ratio(width_ratio):
-    with pytest.raises(ValueError, match=r"width_ratio must be an integer > 0 and <= 64"):
+    with pytest.raises(ValueError, match=r"width_ratio must be a positive integer <= 64"):
         models.vgg(width_ratio=width_ratio, input_shape=(32, 32, 1))
 
 

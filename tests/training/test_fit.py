@@ -1,6 +1,5 @@
 """kcnn.train.fit: model.fit with recipes, history, resume, NaN guard, reproducibility."""
 import math
-import os
 import re
 
 import keras
@@ -153,8 +152,8 @@ def test_auto_steps_per_execution(backend, expected):
 
 
 @pytest.mark.parametrize("value,backend,message", [
-    (0, "tensorflow", "steps_per_execution must be 'auto' or a positive int; received 0"),
-    ("8", "jax", "steps_per_execution must be 'auto' or a positive int; received '8'"),
+    (0, "tensorflow", "steps_per_execution must be 'auto' or a positive integer; received 0"),
+    ("8", "jax", "steps_per_execution must be 'auto' or a positive integer; received '8'"),
     (True, "jax", "received True"),
     (4, "torch", "steps_per_execution must be 1 or 'auto' with the torch backend"),
 ])

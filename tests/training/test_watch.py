@@ -1,9 +1,6 @@
 """kcnn.training.watch and html_report: curves after every epoch, live notebook curves, report.html."""
 import base64
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np

@@ -111,7 +111,7 @@ def _v2(shape=(1, 28, 28, 1), datatype="FP32", name="images", data=None):
 
 
 @pytest.mark.parametrize("path,body,status,needle", [
-    (f"/v2/models/other/infer", _v2(), 404, "unknown model"),
+    ("/v2/models/other/infer", _v2(), 404, "unknown model"),
     (f"/v2/models/{NAME}/versions/9/infer", _v2(), 404, "unknown version"),
     (f"/v2/models/{NAME}/infer", _v2(shape=(1, 28, 28, 3)), 400, "shape"),
     (f"/v2/models/{NAME}/infer", _v2(datatype="INT32"), 400, "datatype"),
@@ -181,7 +181,7 @@ def test_tfserving_status(server):
 
 
 @pytest.mark.parametrize("path,body,status,needle", [
-    (f"/v1/models/other:predict", {"instances": [[[0]]]}, 404, "Servable not found"),
+    ("/v1/models/other:predict", {"instances": [[[0]]]}, 404, "Servable not found"),
     (f"/v1/models/{NAME}/versions/2:predict", {"instances": [[[0]]]}, 404, "Servable"),
     (f"/v1/models/{NAME}:predict", {"instances": [{"b64": "@@not base64@@"}]}, 400, "base64"),
     (f"/v1/models/{NAME}:predict",
