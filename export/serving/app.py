@@ -7,7 +7,9 @@ Endpoints
                           query parameter (or a form field). Answers ``{"predictions": [{"label",
                           "index", "score", "top_k": [{"label", "index", "score"}, ...]}, ...]}``,
                           one per image.
-    ``GET /v1/health``    ``{"status": "ok"}``
+    ``GET /v1/health``    ``{"status": "ok"}``; 503 ``{"status": "unavailable", "error"}`` while
+                          shutting down or while inference keeps failing
+                          (:mod:`kcnn.export.serving.health`).
     ``GET /v1/metadata``  labels, preprocessing, input/output names and shapes, provider, model
                           name, limits.
     ``GET /v1/stats``     request, image and onnxruntime-call counters of the micro-batcher.
@@ -25,7 +27,9 @@ that tuple in this module. Handlers read images exactly as ``/v1/predict`` does 
 raising :class:`RequestError` answers ``{"error": ...}`` with its 4xx status.
 
 Client errors are 4xx JSON ``{"error": ...}``; bodies over ``max_body_bytes``, more than
-``max_instances`` images and images over ``MAX_IMAGE_PIXELS`` get 413.
+``max_instances`` images, an image over ``max_image_pixels`` and images over
+``max_request_pixels`` together get 413; a body that stalls for ``read_timeout_s``, 408 (the
+request head's limits are the connection's: :mod:`kcnn.export.serving.protocol`).
 """
 from __future__ import annotations
 
@@ -34,16 +38,17 @@ import dataclasses
 
 import numpy as np
 
+from kcnn.export.checks import check_positive
 from kcnn.export.serving import requests as req
 from kcnn.export.serving.batcher import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, BatcherStopped,
                                          MicroBatcher)
 from kcnn.export.serving.explain import explain_routes
+from kcnn.export.serving.health import InferenceHealth
 from kcnn.export.serving.kserve_v2 import kserve_v2_routes
 from kcnn.export.serving.metrics import metrics_routes
 from kcnn.export.serving.model import ServedModel
 from kcnn.export.serving.requests import RequestError
 from kcnn.export.serving.tfserving import tfserving_routes
-from kcnn.export.checks import check_positive
 
 #: Bodies up to this size are decoded on the event loop (well under a millisecond for small
 #: images); larger ones in a worker thread, so decoding never blocks the loop for long.
@@ -59,14 +64,26 @@ class Limits:
     max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES
     max_instances: int = req.DEFAULT_MAX_INSTANCES
     max_image_pixels: int = req.MAX_IMAGE_PIXELS
+    max_request_pixels: int = req.DEFAULT_MAX_REQUEST_PIXELS
+    read_timeout_s: float = req.DEFAULT_READ_TIMEOUT_S
 
     def __post_init__(self):
-        for name in ("max_body_bytes", "max_instances", "max_image_pixels"):
+        for name in ("max_body_bytes", "max_instances", "max_image_pixels", "max_request_pixels"):
             check_positive(name, getattr(self, name), integer=True)
+        check_positive("read_timeout_s", self.read_timeout_s)
+
+    def pixel_budget(self) -> req.PixelBudget:
+        """A fresh decoded-pixel budget for one request."""
+        return req.PixelBudget(self.max_image_pixels, self.max_request_pixels)
 
     def as_dict(self) -> dict:
         """The limits as JSON-ready dict."""
         return dataclasses.asdict(self)
+
+
+class InferenceFailed(Exception):
+    """onnxruntime raised while running a batch: answered 500, logged with its traceback, and the
+    connection stays open (an exception escaping the app would make uvicorn drop it)."""
 
 
 @dataclasses.dataclass
@@ -80,6 +97,14 @@ class ServingContext:
     middleware: list = dataclasses.field(default_factory=list)
     #: The app's :class:`~kcnn.export.serving.metrics.Metrics` once its route group ran.
     metrics: object = None
+    #: Inference failures in a row (health checks answer 503 while they persist).
+    health: InferenceHealth = dataclasses.field(default_factory=InferenceHealth)
+
+    def problem(self) -> str | None:
+        """Why the server cannot serve now (shutting down, inference failing), or None."""
+        if not self.batcher.running:
+            return "the server is shutting down"
+        return self.health.problem()
 
     async def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run ``batch`` through the micro-batcher; non-finite scores are the request's fault.
@@ -87,7 +112,14 @@ class ServingContext:
         Finite but huge inputs (say 1e30) overflow the logits to inf/NaN, which no JSON answer may
         carry: they are a 422 for that request, never a 500 from the encoder.
         """
-        logits = await self.batcher.submit(batch)
+        try:
+            logits = await self.batcher.submit(batch)
+        except BatcherStopped:
+            raise
+        except Exception as err:  # onnxruntime's own exception types: the server's fault (500)
+            self.health.failed(err)
+            raise InferenceFailed(err) from err
+        self.health.succeeded()
         if not np.isfinite(logits).all():
             raise RequestError(422, "the input gives non-finite scores (NaN or infinity): its "
                                     "values are far outside the model's input range (see "
@@ -96,22 +128,22 @@ class ServingContext:
 
     def _prepare(self, body: bytes, content_type: str, files: list[bytes] | None):
         """Body (or multipart file parts) -> (float32 batch, raw body top_k or None)."""
-        if files is not None:
-            images, top_k = [req.decode_image(f, self.limits.max_image_pixels) for f in files], None
-        elif req.is_json(content_type, body):
+        if req.is_json(content_type, body) and files is None:
             images, top_k = req.parse_json_body(body, self.limits.max_instances)
-        else:
-            images, top_k = [req.decode_image(body, self.limits.max_image_pixels)], None
-        return np.concatenate([self.model.preprocess(image) for image in images]), top_k
+            return np.concatenate([self.model.preprocess(image) for image in images]), top_k
+        budget = self.limits.pixel_budget()
+        parts = files if files is not None else [body]
+        # One image decoded at a time: only its preprocessed (model-sized) copy is kept.
+        return np.concatenate([self.model.preprocess(budget.decode(part)) for part in parts]), None
+
+    async def read_body(self, request) -> bytes:
+        """The request body within the app's size limit and read timeout (413, 408, 400)."""
+        return await req.read_body(request, self.limits.max_body_bytes, self.limits.read_timeout_s)
 
     async def _read_batch(self, request):
         from starlette.concurrency import run_in_threadpool
-        from starlette.requests import ClientDisconnect
 
-        try:
-            body = await req.read_body(request, self.limits.max_body_bytes)
-        except ClientDisconnect:
-            raise RequestError(400, "client disconnected before the body was complete") from None
+        body = await self.read_body(request)
         content_type = request.headers.get("content-type", "")
         files, form_top_k = None, None
         if not req.is_json(content_type, body) and req.is_multipart(content_type):
@@ -167,6 +199,9 @@ def info_routes(ctx: ServingContext) -> list:
     static_metadata = {**ctx.model.metadata(), "limits": ctx.limits.as_dict()}
 
     async def health(request):
+        problem = ctx.problem()
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "error": problem}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metadata(request):
@@ -205,17 +240,29 @@ def exception_handlers() -> dict:
     async def on_stopped(request, exc: BatcherStopped):
         return error_response(503, str(exc))
 
+    async def on_inference_failed(request, exc: InferenceFailed):
+        import logging
+
+        cause = exc.__cause__
+        logging.getLogger("uvicorn.error").error("inference failed on %s", request.url.path,
+                                                 exc_info=(type(cause), cause, cause.__traceback__))
+        return error_response(500, f"inference failed: {type(cause).__name__}")
+
     async def on_unexpected(request, exc: Exception):
         return error_response(500, f"internal error: {type(exc).__name__}")
 
     return {RequestError: on_request_error, HTTPException: on_http_error,
-            BatcherStopped: on_stopped, Exception: on_unexpected}
+            BatcherStopped: on_stopped, InferenceFailed: on_inference_failed,
+            Exception: on_unexpected}
 
 
 def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
                max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
                max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES,
-               max_instances: int = req.DEFAULT_MAX_INSTANCES, model_name: str | None = None,
+               max_instances: int = req.DEFAULT_MAX_INSTANCES,
+               max_image_pixels: int = req.MAX_IMAGE_PIXELS,
+               max_request_pixels: int = req.DEFAULT_MAX_REQUEST_PIXELS,
+               read_timeout_s: float = req.DEFAULT_READ_TIMEOUT_S, model_name: str | None = None,
                model_version: str = "1", route_groups=DEFAULT_ROUTE_GROUPS):
     """A Starlette app serving ``predictor`` (an :class:`~kcnn.export.OnnxPredictor`).
 
@@ -226,7 +273,8 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
     from starlette.applications import Starlette
 
     limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
-                    max_instances=max_instances, max_image_pixels=req.MAX_IMAGE_PIXELS)
+                    max_instances=max_instances, max_image_pixels=max_image_pixels,
+                    max_request_pixels=max_request_pixels, read_timeout_s=read_timeout_s)
     model = ServedModel(predictor, model_name, model_version)
     batcher = MicroBatcher(model.run, max_batch=max_batch, max_wait_ms=max_wait_ms)
     ctx = ServingContext(model=model, batcher=batcher, limits=limits)

@@ -31,7 +31,6 @@ import math
 
 import numpy as np
 
-from kcnn.export.serving import requests as req
 from kcnn.export.serving.requests import RequestError
 
 #: The one datatype the model takes and gives.
@@ -197,16 +196,6 @@ def infer_response(model, version: str, logits: np.ndarray, selected, request_id
                     headers={HEADER_LENGTH: str(len(head))})
 
 
-async def read_body(ctx, request) -> bytes:
-    """The request body within the app's body limit; a client that went away is a 400."""
-    from starlette.requests import ClientDisconnect
-
-    try:
-        return await req.read_body(request, ctx.limits.max_body_bytes)
-    except ClientDisconnect:
-        raise RequestError(400, "client disconnected before the body was complete") from None
-
-
 def kserve_v2_routes(ctx) -> list:
     """The V2 route group (see the module doc)."""
     from starlette.concurrency import run_in_threadpool
@@ -217,7 +206,7 @@ def kserve_v2_routes(ctx) -> list:
     meta = model_metadata(model, version)
 
     def ready() -> bool:
-        return ctx.batcher.running
+        return ctx.problem() is None
 
     async def live(request):
         return Response(status_code=200)
@@ -251,7 +240,7 @@ def kserve_v2_routes(ctx) -> list:
             raise RequestError(415, f"Content-Encoding {encoding!r} is not supported; send the "
                                     "request uncompressed")
         with ctx.batcher.expecting():
-            body = await read_body(ctx, request)
+            body = await ctx.read_body(request)
             header_length = request.headers.get(HEADER_LENGTH)
             if len(body) <= 32 * 1024:  # cheaper than a trip to a worker thread
                 batch, selected, request_id = parse(body, header_length)

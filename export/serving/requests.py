@@ -29,8 +29,13 @@ from kcnn.export import images
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_INSTANCES = 256
+#: Seconds without body data after which a request is answered 408.
+DEFAULT_READ_TIMEOUT_S = 30.0
 #: Decoded-size cap for image bodies: a small PNG can inflate to gigabytes (decompression bomb).
 MAX_IMAGE_PIXELS = 4096 * 4096
+#: Decoded pixels of all the images of one request together (four images at the cap): a form
+#: of 256 small bomb PNGs would otherwise cost minutes of decoding.
+DEFAULT_MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS
 #: Most non-file fields in one multipart form, and the largest one (bytes); over them: 413.
 MAX_FORM_FIELDS = 64
 MAX_FIELD_BYTES = 64 * 1024
@@ -48,12 +53,18 @@ class RequestError(Exception):
         self.message = message
 
 
-async def read_body(request, limit: int) -> bytes:
+async def read_body(request, limit: int, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> bytes:
     """The request body, or ``RequestError(413)`` as soon as it is known to exceed ``limit`` bytes.
 
     The declared Content-Length is checked before reading; the stream is counted while reading, so
-    chunked uploads and lying clients are stopped too.
+    chunked uploads and lying clients are stopped too. A client that sends nothing for
+    ``timeout_s`` seconds mid-body gets 408 (nginx's ``client_body_timeout`` rule: the time
+    between two reads, so slow but steady uploads pass); one that disconnects, 400.
     """
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -62,11 +73,21 @@ async def read_body(request, limit: int) -> bytes:
             raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of "
                                     f"{limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    stream = request.stream()
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout_s)
+            except StopAsyncIteration:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"no body data received for {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise RequestError(400, "client disconnected before the body was complete") from None
     return b"".join(chunks)
 
 
@@ -207,3 +228,30 @@ def decode_image(body: bytes, max_pixels: int | None = None) -> np.ndarray:
         raise RequestError(413, str(exc)) from None
     except images.ImageError:
         raise RequestError(400, _NOT_AN_IMAGE) from None
+
+
+class PixelBudget:
+    """The decoded pixels one request may still use: each image at most ``per_image``, all of
+    them together at most ``total``. Each image's size is checked from its header before its
+    pixels are decoded (``kcnn.export.images``); over either limit: 413.
+
+    Decode and preprocess one image at a time (``[preprocess(budget.decode(b)) for b in ...]``)
+    so that at most one full-size image is in memory.
+    """
+
+    def __init__(self, per_image: int = MAX_IMAGE_PIXELS, total: int = DEFAULT_MAX_REQUEST_PIXELS):
+        """``per_image``: largest ``width * height``; ``total``: the sum over the request."""
+        self.per_image, self.total, self.left = per_image, total, total
+
+    def decode(self, body: bytes) -> np.ndarray:
+        """:func:`decode_image` within what is left of the budget; charges the image's pixels."""
+        limit = min(self.per_image, self.left)
+        try:
+            image = decode_image(body, limit)
+        except RequestError as exc:
+            if exc.status == 413 and limit < self.per_image:
+                raise RequestError(413, f"the request's images together exceed the limit of "
+                                        f"{self.total} decoded pixels") from None
+            raise
+        self.left -= image.shape[0] * image.shape[1]
+        return image

@@ -11,7 +11,11 @@ import sys
 
 from kcnn.export.serving.app import create_app
 from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
-from kcnn.export.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from kcnn.export.serving.protocol import (DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_HEADER_BYTES,
+                                          protocol_class)
+from kcnn.export.serving.requests import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
+                                          DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT_S,
+                                          MAX_IMAGE_PIXELS)
 
 #: Seconds uvicorn waits for requests in flight after SIGINT/SIGTERM.
 GRACEFUL_SHUTDOWN_S = 10
@@ -66,8 +70,12 @@ def check_model_runs(predictor) -> None:
 
 def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
           max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          max_instances: int = DEFAULT_MAX_INSTANCES, providers=None, access_log: bool = False,
-          log_level: str = "warning", model_name: str | None = None,
+          max_instances: int = DEFAULT_MAX_INSTANCES, max_image_pixels: int = MAX_IMAGE_PIXELS,
+          max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
+          max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+          header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+          read_timeout_s: float = DEFAULT_READ_TIMEOUT_S, providers=None,
+          access_log: bool = False, log_level: str = "warning", model_name: str | None = None,
           model_version: str = "1") -> None:
     """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
 
@@ -75,7 +83,8 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
     (loopback by default) and ``port`` (0: any free port), then prints one line
     ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. ``model_name``
     (default: the file's metadata name, else its stem) and ``model_version`` name the model on
-    every protocol's routes. A SIGTERM or SIGINT
+    every protocol's routes. The request limits are described in :mod:`kcnn.export.serving.app`
+    (body, images, read timeout) and :mod:`kcnn.export.serving.protocol` (request head). A SIGTERM or SIGINT
     finishes the requests in flight, stops the micro-batcher and returns normally.
     """
     import uvicorn
@@ -88,7 +97,9 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
     check_model_runs(predictor)
     app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
                      max_body_bytes=max_body_bytes, max_instances=max_instances,
-                     model_name=model_name, model_version=model_version)
+                     max_image_pixels=max_image_pixels, max_request_pixels=max_request_pixels,
+                     read_timeout_s=read_timeout_s, model_name=model_name,
+                     model_version=model_version)
     sock = _bind(host, port)
     url = _url(sock)
     if not _is_loopback(sock.getsockname()[0]):
@@ -101,8 +112,9 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
             if self.started:
                 print(f"serving {path} on {url}", flush=True)
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    http = protocol_class(max_header_bytes=max_header_bytes, header_timeout_s=header_timeout_s)
+    config = uvicorn.Config(app, http=http, log_level=log_level, access_log=access_log,
+                            lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     server = _Server(config)
     # uvicorn re-raises the signal that stopped it once it has shut down, which would kill the process
     # with that signal; a graceful stop on request is a normal exit, so handle it with a no-op.

@@ -26,7 +26,6 @@ import json
 import numpy as np
 
 from kcnn.export.serving import requests as req
-from kcnn.export.serving.kserve_v2 import read_body
 from kcnn.export.serving.requests import RequestError
 
 SIGNATURE = "serving_default"
@@ -41,11 +40,11 @@ def _check_model(model, name: str, version: str | None, served_version: str) -> 
                                 f"served version: {served_version!r}")
 
 
-def _instance(value, index: int, model, input_name: str, max_pixels: int) -> np.ndarray:
+def _instance(value, index: int, model, input_name: str, budget) -> np.ndarray:
     """One instance -> a float32 batch of one."""
     if isinstance(value, dict):
         if set(value) == {input_name}:
-            return _instance(value[input_name], index, model, input_name, max_pixels)
+            return _instance(value[input_name], index, model, input_name, budget)
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise RequestError(400, f"instances[{index}] must be a nested list, "
                                     f'{{"b64": "<base64 image>"}} or {{"{input_name}": ...}}; '
@@ -54,12 +53,13 @@ def _instance(value, index: int, model, input_name: str, max_pixels: int) -> np.
             data = base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(400, f"instances[{index}].b64 is not valid base64") from None
-        return model.preprocess(req.decode_image(data, max_pixels))
+        return model.preprocess(budget.decode(data))
     return model.preprocess(req.instance_array(value, index))
 
 
-def parse_predict_body(body: bytes, model, max_instances: int, max_pixels: int):
-    """A predict request -> (float32 batch, response key ``predictions`` or ``outputs``)."""
+def parse_predict_body(body: bytes, model, max_instances: int, budget):
+    """A predict request -> (float32 batch, response key ``predictions`` or ``outputs``);
+    ``budget``: the request's :class:`~kcnn.export.serving.requests.PixelBudget` for b64 images."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -90,7 +90,7 @@ def parse_predict_body(body: bytes, model, max_instances: int, max_pixels: int):
     if len(values) > max_instances:
         raise RequestError(413, f"{len(values)} instances exceed the limit of {max_instances} "
                                 "per request")
-    batch = [_instance(v, i, model, input_name, max_pixels) for i, v in enumerate(values)]
+    batch = [_instance(v, i, model, input_name, budget) for i, v in enumerate(values)]
     return np.concatenate(batch), answer
 
 
@@ -103,14 +103,13 @@ def tfserving_routes(ctx) -> list:
     model, version = ctx.model, ctx.model.version
 
     def parse(body):
-        return parse_predict_body(body, model, ctx.limits.max_instances,
-                                  ctx.limits.max_image_pixels)
+        return parse_predict_body(body, model, ctx.limits.max_instances, ctx.limits.pixel_budget())
 
     async def predict(request):
         _check_model(model, request.path_params["name"], request.path_params.get("version"),
                      version)
         with ctx.batcher.expecting():
-            body = await read_body(ctx, request)
+            body = await ctx.read_body(request)
             if len(body) <= 32 * 1024:  # cheaper than a trip to a worker thread
                 batch, answer = parse(body)
             else:

@@ -14,7 +14,10 @@ import sys
 from kcnn.cli import argtypes
 from kcnn.cli.base import Parser, UsageError, entry_point, one_line
 from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
-from kcnn.export.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES
+from kcnn.export.serving.protocol import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_HEADER_BYTES
+from kcnn.export.serving.requests import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
+                                          DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT_S,
+                                          MAX_IMAGE_PIXELS)
 
 
 def _model_name(text: str) -> str:
@@ -56,6 +59,26 @@ def build_parser() -> Parser:
                         default=DEFAULT_MAX_INSTANCES,
                         help="most images in one request (JSON instances or multipart files); "
                              f"more get 413 (default {DEFAULT_MAX_INSTANCES})")
+    parser.add_argument("--max-image-pixels", metavar="N", type=argtypes.positive_int,
+                        default=MAX_IMAGE_PIXELS,
+                        help="largest width x height of one image, read from its header before "
+                             f"decoding; larger ones get 413 (default {MAX_IMAGE_PIXELS})")
+    parser.add_argument("--max-request-pixels", metavar="N", type=argtypes.positive_int,
+                        default=DEFAULT_MAX_REQUEST_PIXELS,
+                        help="most decoded pixels of all the images of one request together; "
+                             f"more get 413 (default {DEFAULT_MAX_REQUEST_PIXELS})")
+    parser.add_argument("--max-header-bytes", metavar="N", type=argtypes.positive_int,
+                        default=DEFAULT_MAX_HEADER_BYTES,
+                        help="largest request line + headers; larger get 431 and the connection "
+                             f"closes (default {DEFAULT_MAX_HEADER_BYTES})")
+    parser.add_argument("--header-timeout", metavar="S", type=argtypes.positive_float,
+                        default=DEFAULT_HEADER_TIMEOUT_S,
+                        help="seconds a client has to send the request line and headers; "
+                             f"slower ones get 408 and are closed (default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    parser.add_argument("--read-timeout", metavar="S", type=argtypes.positive_float,
+                        default=DEFAULT_READ_TIMEOUT_S,
+                        help="seconds without body data after which a request gets 408 "
+                             f"(default {DEFAULT_READ_TIMEOUT_S:g})")
     parser.add_argument("--providers", metavar="LIST", default=None,
                         help="comma-separated onnxruntime execution providers, in order of "
                              "preference (default: CUDA if it loads, else CPU)")
@@ -80,7 +103,10 @@ def run(args) -> None:
     try:
         serve(args.model, args.host, args.port, max_batch=args.max_batch,
               max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
-              max_instances=args.max_instances, providers=providers, access_log=args.access_log,
+              max_instances=args.max_instances, max_image_pixels=args.max_image_pixels,
+              max_request_pixels=args.max_request_pixels, max_header_bytes=args.max_header_bytes,
+              header_timeout_s=args.header_timeout, read_timeout_s=args.read_timeout,
+              providers=providers, access_log=args.access_log,
               model_name=args.model_name, model_version=args.model_version)
     except OSError as exc:  # the address is taken, not local, or not allowed
         raise UsageError(f"cannot serve on {args.host}:{args.port}: "

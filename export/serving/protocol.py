@@ -1,0 +1,104 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol with a bound on the request head.
+
+uvicorn's fast parser (httptools) accepts request heads of any size and waits for them forever: a
+client can send a 64 MB header (the server buffers it all) or trickle one header byte a second
+and hold the connection (slowloris). uvicorn's other parser (h11) has a size limit but no time
+limit, and is slower. :func:`protocol_class` returns a subclass of uvicorn's ``HttpToolsProtocol``
+(``uvicorn.Config(http=...)`` takes a protocol class) that adds, per request head:
+
+* a size limit: once more than ``max_header_bytes`` bytes arrived without the head being
+  complete, the answer is ``431 Request Header Fields Too Large`` and the connection closes;
+* a time limit: the head must be complete within ``header_timeout_s`` seconds of the connection
+  opening or of its first byte (keep-alive requests), else ``408 Request Timeout`` and close.
+
+Both answers are JSON ``{"error": ...}`` like every other client error. The body has its own
+limits (``kcnn.export.serving.requests.read_body``: size and read timeout).
+"""
+from __future__ import annotations
+
+import json
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from kcnn.export.checks import check_positive
+
+#: Largest request line + headers accepted (bytes); nginx's default is 8 KB per line, 32 KB total.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+#: Seconds a client has to send the whole request head (nginx ``client_header_timeout``: 60).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def protocol_class(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> type:
+    """A ``HttpToolsProtocol`` subclass enforcing these request-head limits (see the module doc)."""
+    limits = {"max_header_bytes": check_positive("max_header_bytes", max_header_bytes, integer=True),
+              "header_timeout_s": check_positive("header_timeout_s", header_timeout_s)}
+    return type("BoundedHeadProtocol", (_BoundedHead,), limits)
+
+
+class _BoundedHead(HttpToolsProtocol):
+    max_header_bytes = DEFAULT_MAX_HEADER_BYTES
+    header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True  # until the first request's head is complete
+        self._head_timer = None
+
+    # The head's clock starts when the connection opens and again at each new request.
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._start_head_clock()
+
+    def on_message_begin(self):
+        super().on_message_begin()
+        if not self._in_head:
+            self._in_head, self._head_bytes = True, 0
+            self._start_head_clock()
+
+    def on_headers_complete(self):
+        self._in_head = False
+        self._stop_head_clock()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc):
+        self._stop_head_clock()
+        super().connection_lost(exc)
+
+    def data_received(self, data):
+        # Counted before parsing; the verdict comes after, so a chunk that completes the head
+        # (and carries body bytes with it) is never refused for its body.
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.max_header_bytes \
+                and not self.transport.is_closing():
+            self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
+
+    def _start_head_clock(self):
+        self._stop_head_clock()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _stop_head_clock(self):
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self):
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            if self._head_bytes:
+                self._refuse(408, f"request head not complete within {self.header_timeout_s:g} s")
+            else:  # nothing was asked: close quietly, as for an idle keep-alive connection
+                self.transport.close()
+
+    def _refuse(self, status: int, message: str):
+        self._stop_head_clock()
+        body = json.dumps({"error": message}).encode()
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n" % (status, _REASONS[status], len(body)))
+        self.transport.write(head + body)
+        self.transport.close()
