@@ -3,6 +3,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from kcnn.export import images
@@ -65,3 +67,40 @@ def test_errors(tmp_path):
             images.decode(data)
     with pytest.raises(TypeError, match="bytes"):
         images.decode("a string")
+
+
+def _seed_files():
+    """One small file per format and sample layout the decoder handles."""
+    gray = (np.arange(24 * 32) % 251).astype(np.uint8).reshape(24, 32)
+    made = {
+        "png-L": (Image.fromarray(gray), "PNG"), "png-RGBA": (Image.fromarray(gray).convert("RGBA"), "PNG"),
+        "png-P": (Image.fromarray(gray).convert("P"), "PNG"), "gif": (Image.fromarray(gray), "GIF"),
+        "png-I16": (Image.fromarray(gray.astype(np.uint16) * 257), "PNG"),
+        "tiff-F": (Image.fromarray(gray.astype(np.float32) * 1.5), "TIFF"),
+        "tiff-CMYK": (Image.fromarray(gray).convert("CMYK"), "TIFF"),
+        "jpeg": (Image.fromarray(gray).convert("RGB"), "JPEG"), "bmp": (Image.fromarray(gray), "BMP"),
+        "webp": (Image.fromarray(gray).convert("RGB"), "WEBP"),
+    }
+    seeds = []
+    for image, fmt in made.values():
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        seeds.append(buffer.getvalue())
+    return seeds
+
+
+SEEDS = _seed_files()
+
+
+@given(seed=st.sampled_from(SEEDS), cut=st.integers(0, 10_000), junk=st.binary(max_size=16),
+       truncate=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_damaged_files_raise_only_image_errors(seed, cut, junk, truncate):
+    """Any damaged file (bytes overwritten or cut off) decodes or raises ImageError, nothing else."""
+    cut %= len(seed)
+    data = seed[:cut] if truncate else seed[:cut] + junk + seed[cut + len(junk):]
+    try:
+        array = images.decode(data, max_pixels=1 << 20)
+    except images.ImageError:
+        return
+    assert array.dtype == np.uint8 and array.ndim in (2, 3)
