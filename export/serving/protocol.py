@@ -13,6 +13,8 @@ limit, and is slower. :func:`protocol_class` returns a subclass of uvicorn's ``H
 
 Both answers are JSON ``{"error": ...}`` like every other client error. The body has its own
 limits (``kcnn.export.serving.requests.read_body``: size and read timeout).
+
+The same class sends each response's head and body in one write (:class:`_CoalescingTransport`).
 """
 from __future__ import annotations
 
@@ -31,11 +33,56 @@ _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 def protocol_class(max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> type:
-    """A ``HttpToolsProtocol`` subclass enforcing these request-head limits (see the module doc)."""
+                   header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+                   coalesce_writes: bool = True) -> type:
+    """A ``HttpToolsProtocol`` subclass enforcing these request-head limits (see the module doc);
+    ``coalesce_writes=False`` sends each of uvicorn's writes on its own (for comparisons)."""
     limits = {"max_header_bytes": check_positive("max_header_bytes", max_header_bytes, integer=True),
-              "header_timeout_s": check_positive("header_timeout_s", header_timeout_s)}
+              "header_timeout_s": check_positive("header_timeout_s", header_timeout_s),
+              "coalesce_writes": bool(coalesce_writes)}
     return type("BoundedHeadProtocol", (_BoundedHead,), limits)
+
+
+class _CoalescingTransport:
+    """The connection's transport, with the writes of one event-loop step sent as one.
+
+    uvicorn writes a response's head and its body separately: two ``send`` calls and, with
+    TCP_NODELAY, two packets per small response. Writes are collected until the loop's next step
+    (or until they exceed :data:`_FLUSH_BYTES`) and sent together; everything else is the real
+    transport's.
+    """
+
+    _FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop = transport, loop
+        self._pending, self._pending_bytes = [], 0
+
+    def write(self, data):
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self):
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending, self._pending_bytes = [], 0
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def writelines(self, chunks):
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self):
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
 
 
 class _BoundedHead(HttpToolsProtocol):
@@ -48,8 +95,12 @@ class _BoundedHead(HttpToolsProtocol):
         self._in_head = True  # until the first request's head is complete
         self._head_timer = None
 
+    coalesce_writes = True
+
     # The head's clock starts when the connection opens and again at each new request.
     def connection_made(self, transport):
+        if self.coalesce_writes:
+            transport = _CoalescingTransport(transport, self.loop)
         super().connection_made(transport)
         self._start_head_clock()
 
