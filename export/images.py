@@ -106,15 +106,15 @@ def _open(source, max_pixels, what):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(source)
-    except Image.DecompressionBombError as err:
-        raise ImageTooLargeError(str(err)) from None
+    except Image.DecompressionBombError as err:  # Pillow's own guard (far above max_pixels)
+        raise ImageTooLargeError(f"cannot read {what}: {err}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"cannot read {what} as an image: {err}") from None
     with image:
         try:
             return to_array(image, max_pixels=max_pixels)
-        except ImageTooLargeError:
-            raise
+        except ImageTooLargeError as err:
+            raise ImageTooLargeError(f"cannot read {what}: {err}") from None
         except ImageError as err:
             raise ImageError(f"cannot read {what} as an image: {err}") from None
 

@@ -78,6 +78,11 @@ def _checked_paths(args):
         raise ValueError(f"MODEL must be a .keras file; received {str(model_path)!r}")
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {str(model_path)!r}")
+    import zipfile
+
+    if not zipfile.is_zipfile(model_path):  # Keras would call it "File not found"
+        raise ValueError(f"{str(model_path)!r} is not a Keras model file: a .keras file is a zip "
+                         "archive (written by model.save('x.keras')) and this one is not")
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"OUT must end in '.onnx'; received {str(output)!r}")
     return model_path, output

@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -95,6 +96,9 @@ def test_export_quantized_with_npz_samples(keras_file, tmp_path):
 def test_export_errors(keras_file, tmp_path):
     bad_keras = tmp_path / "broken.keras"
     bad_keras.write_bytes(b"not a zip file")
+    foreign_zip = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign_zip, "w") as archive:
+        archive.writestr("readme.txt", "a zip, but no Keras model")
     no_x = tmp_path / "no_x.npz"
     np.savez(no_x, images=np.zeros((2, 3, 3), np.uint8))
     cases = [
@@ -105,7 +109,8 @@ def test_export_errors(keras_file, tmp_path):
         ((keras_file, tmp_path / "o.onnx", "--verify-with", "cifar.csv"), "'digits' or a path"),
         ((keras_file, tmp_path / "o.onnx", "--verify-with", no_x), "no 'x_test'"),
         ((keras_file,), "the following arguments are required"),
-        ((bad_keras, tmp_path / "o.onnx"), "cannot load"),
+        ((bad_keras, tmp_path / "o.onnx"), "is not a Keras model file: a .keras file is a zip"),
+        ((foreign_zip, tmp_path / "o.onnx"), "cannot load"),
         ((keras_file, tmp_path / "o.onnx", "--opset", "5"), "opset must be an integer in [13,"),
     ]
     for args, match in cases:
@@ -162,9 +167,12 @@ def test_predict_errors(exported, image_files, tmp_path):
     not_image.write_text("hello")
     truncated = tmp_path / "cut.onnx"
     truncated.write_bytes(model.read_bytes()[:100])
+    bomb = tmp_path / "bomb.gif"  # 400 Mpx of one colour: a few kilobytes on disk
+    Image.new("L", (20000, 20000)).save(bomb)
     cases = [
         ((model, tmp_path / "missing.png"), "image file not found"),
         ((model, not_image), "cannot read"),
+        ((model, bomb), "bomb.gif"),
         ((tmp_path / "none.onnx", image_files[0]), "none.onnx"),
         ((truncated, image_files[0]), "cut.onnx"),
         ((model, image_files[0], "--top-k", "11"), "--top-k must be at most 10"),
