@@ -7,7 +7,6 @@ import socket
 import time
 
 import httpx
-import keras
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,21 +14,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from kcnn_serve_process import Server
+from tiny_models import export_tiny_classifier
 
 NAME = "tiny"
 
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    from kcnn.export import export_onnx
-
-    keras.utils.set_random_seed(4)
-    model = keras.Sequential([keras.Input((28, 28, 1), name="images"),
-                              keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(10)])
-    path = tmp_path_factory.mktemp("limits") / "tiny.onnx"
-    export_onnx(model, str(path), labels=[str(i) for i in range(10)], model_name=NAME)
-    return path
+    return export_tiny_classifier(tmp_path_factory.mktemp("limits") / "tiny.onnx",
+                                  labels=[str(i) for i in range(10)], model_name=NAME, seed=4)
 
 
 @pytest.fixture(scope="module")

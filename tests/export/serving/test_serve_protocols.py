@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from kcnn_serve_process import Server
+from tiny_models import export_tiny_classifier
 
 LABELS = [f"c{i}" for i in range(10)]
 NAME, VERSION = "digits-net", "3"
@@ -18,15 +19,7 @@ NAME, VERSION = "digits-net", "3"
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    from kcnn.export import export_onnx
-
-    keras.utils.set_random_seed(2)
-    model = keras.Sequential([keras.Input((28, 28, 1), name="images"),
-                              keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(10)])
-    path = tmp_path_factory.mktemp("protocols") / "tiny.onnx"
-    export_onnx(model, str(path), labels=LABELS, model_name="tiny")
-    return path
+    return export_tiny_classifier(tmp_path_factory.mktemp("protocols") / "tiny.onnx", labels=LABELS)
 
 
 @pytest.fixture(scope="module")
