@@ -1,7 +1,13 @@
 """A small, bounded HTTP load generator for ``kcnn-serve``.
 
-``run_load(url, body)`` keeps ``clients`` requests in flight against ``URL/v1/predict`` until
-``requests`` have completed (or ``max_seconds`` have passed) and reports throughput and latency.
+``run_load(url, body)`` keeps ``clients`` requests in flight against one of kcnn-serve's predict
+routes until ``requests`` have completed (or ``max_seconds`` have passed) and reports throughput
+and latency. ``protocol`` picks the route and the request a standard client of it sends
+(:data:`PROTOCOLS`): ``"v1"`` (``POST /v1/predict`` with the image file), ``"tfserving"``
+(``POST /v1/models/NAME/versions/V:predict``, ``{"instances": [{"b64": ...}]}``) or ``"v2"``
+(KServe V2 ``POST /v2/models/NAME/versions/V/infer`` with the binary tensor extension: V2 carries
+preprocessed tensors, so a seeded random FP32 tensor of the model's input shape is sent instead of
+the image). The model's name, version and input come from ``GET /v1/metadata``.
 Each client is a thread with one keep-alive ``http.client`` connection: far lighter on the CPU than
 an asyncio httpx client (which manages ~60 requests/s with 32 connections on 2 cores)::
 
@@ -13,11 +19,14 @@ Also a command: ``python -m kcnn.cli.loadtest URL FILE [--clients N] [--requests
 """
 from __future__ import annotations
 
+import base64
 import collections
 import http.client
+import json
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 import numpy as np
 
@@ -25,6 +34,43 @@ from kcnn.export.checks import check_positive
 
 
 _GIVE_UP_AFTER = 3  # transport failures in a row after which a client stops (server gone)
+
+#: The predict routes :func:`run_load` can target (see the module doc).
+PROTOCOLS = ("v1", "tfserving", "v2")
+
+
+def _metadata(base: str, timeout: float) -> dict:
+    try:
+        with urllib.request.urlopen(base + "/v1/metadata", timeout=timeout) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {base}/v1/metadata (is it a kcnn-serve server?): "
+                         f"{err}") from None
+
+
+def protocol_request(url: str, body: bytes, protocol: str = "v1",
+                     content_type: str = "application/octet-stream", timeout: float = 30.0):
+    """``(endpoint, body, headers)`` of the request :func:`run_load` repeats for ``protocol``."""
+    base = url.rstrip("/").removesuffix("/v1/predict")
+    if protocol == "v1":
+        return base + "/v1/predict", bytes(body), {"content-type": content_type}
+    meta = _metadata(base, timeout)
+    name, version = meta["model"], meta["model_version"]
+    if protocol == "tfserving":
+        payload = {"instances": [{"b64": base64.b64encode(body).decode("ascii")}]}
+        return (f"{base}/v1/models/{name}/versions/{version}:predict",
+                json.dumps(payload).encode(), {"content-type": "application/json"})
+    spec, output = meta["inputs"][0], meta["outputs"][0]
+    shape = [1, *spec["shape"][1:]]
+    tensor = np.random.default_rng(0).random(shape, dtype=np.float32)
+    header = json.dumps({
+        "inputs": [{"name": spec["name"], "shape": shape, "datatype": "FP32",
+                    "parameters": {"binary_data_size": tensor.nbytes}}],
+        "outputs": [{"name": output["name"], "parameters": {"binary_data": True}}],
+    }).encode()
+    return (f"{base}/v2/models/{name}/versions/{version}/infer", header + tensor.tobytes(),
+            {"content-type": "application/octet-stream",
+             "Inference-Header-Content-Length": str(len(header))})
 
 
 def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
@@ -84,8 +130,9 @@ def _load(endpoint, body, headers, clients, requests, timeout, max_seconds):
 
 def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
              images_per_request: int = 1, content_type: str = "application/octet-stream",
-             timeout: float = 30.0, max_seconds: float = 120.0) -> dict:
-    """Send ``requests`` POSTs of ``body`` to ``url`` + ``/v1/predict`` from ``clients`` at once.
+             timeout: float = 30.0, max_seconds: float = 120.0, protocol: str = "v1") -> dict:
+    """Send ``requests`` POSTs of ``body`` to ``url``'s predict route for ``protocol`` (one of
+    :data:`PROTOCOLS`, see the module doc) from ``clients`` at once.
 
     ``body`` is an image file's bytes (or a JSON payload with ``content_type="application/json"``
     holding ``images_per_request`` instances). Stops early after ``max_seconds``; a client stops
@@ -103,12 +150,12 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
     check_positive("images_per_request", images_per_request, integer=True)
     check_positive("timeout", timeout)
     check_positive("max_seconds", max_seconds)
-    endpoint = url.rstrip("/")
-    if not endpoint.endswith("/v1/predict"):
-        endpoint += "/v1/predict"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; received "
+                         f"protocol={protocol!r}")
+    endpoint, payload, headers = protocol_request(url, body, protocol, content_type, timeout)
     latencies, statuses, failures, seconds = _load(
-        endpoint, bytes(body), {"content-type": content_type}, min(clients, requests), requests,
-        timeout, max_seconds)
+        endpoint, payload, headers, min(clients, requests), requests, timeout, max_seconds)
     done = sum(statuses.values()) + sum(failures.values())
     ok = len(latencies)
     ms = np.asarray(latencies) * 1000.0
@@ -121,6 +168,7 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
         "errors": done - ok,
         "seconds": seconds,
         "clients": clients,
+        "protocol": protocol,
         "requests_per_s": ok / seconds if seconds > 0 else 0.0,
         "images_per_s": ok * images_per_request / seconds if seconds > 0 else 0.0,
         "p50_ms": pct(50),

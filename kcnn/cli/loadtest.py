@@ -9,7 +9,8 @@ import json
 import sys
 
 from kcnn.cli import argtypes
-from kcnn.cli.base import Parser, entry_point
+from kcnn.cli.base import Parser, UsageError, entry_point
+from kcnn.export.loadtest import PROTOCOLS
 
 
 def build_parser() -> Parser:
@@ -24,6 +25,10 @@ def build_parser() -> Parser:
                         help="requests to complete (default 512)")
     parser.add_argument("--max-seconds", type=argtypes.positive_float, default=120.0,
                         help="stop after this long (default 120)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="v1",
+                        help="route and request format: v1 (POST /v1/predict with the file, "
+                             "default), tfserving (b64 instance), v2 (KServe V2 binary tensor "
+                             "of the model's input shape; the file is not sent)")
     return parser
 
 
@@ -33,8 +38,11 @@ def run(args) -> int:
 
     with open(args.file, "rb") as handle:
         body = handle.read()
-    result = run_load(args.url, body, clients=args.clients, requests=args.requests,
-                      max_seconds=args.max_seconds)
+    try:
+        result = run_load(args.url, body, clients=args.clients, requests=args.requests,
+                          max_seconds=args.max_seconds, protocol=args.protocol)
+    except ValueError as err:  # not a kcnn-serve server, or no metadata
+        raise UsageError(str(err)) from None
     print(json.dumps(result, indent=2))
     return 0 if result["errors"] == 0 else 1
 

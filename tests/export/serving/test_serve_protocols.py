@@ -329,3 +329,33 @@ def test_a_model_failing_in_onnxruntime_is_refused_at_start_up(onnx_path, tmp_pa
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "fails in onnxruntime" in lines[0], proc.stderr
     assert "serving" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+# --- the load generator speaks every protocol --------------------------------------------
+@pytest.mark.parametrize("protocol", ["v1", "tfserving", "v2"])
+def test_loadtest_on_every_protocol(server, protocol):
+    from kcnn.export.loadtest import run_load
+
+    digit = (np.random.default_rng(5).random((28, 28)) * 255).astype(np.uint8)
+    result = run_load(server.url, _png(digit), clients=4, requests=24, protocol=protocol,
+                      content_type="image/png", max_seconds=60)
+    assert result["protocol"] == protocol
+    assert result["requests"] == 24 and result["errors"] == 0, result
+    assert result["statuses"] == {"200": 24} and result["p99_ms"] > 0
+
+
+def test_loadtest_command_with_a_protocol(server, tmp_path):
+    import subprocess
+    import sys
+
+    image = tmp_path / "digit.png"
+    image.write_bytes(_png(np.zeros((28, 28), np.uint8)))
+    command = [sys.executable, "-m", "kcnn.cli.loadtest"]
+    proc = subprocess.run(command + [server.url, str(image), "--protocol", "v2", "--requests", "8",
+                                     "--clients", "2"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["statuses"] == {"200": 8}
+    gone = subprocess.run(command + ["http://127.0.0.1:9", str(image), "--protocol", "tfserving"],
+                          capture_output=True, text=True, timeout=120)
+    lines = gone.stderr.strip().splitlines()
+    assert gone.returncode == 2 and len(lines) == 1 and "/v1/metadata" in lines[0], gone.stderr
