@@ -1,6 +1,7 @@
 """kcnn-serve against hostile clients, over real HTTP on 127.0.0.1: huge or slow request heads,
 stalled bodies, decoded-pixel budgets, fuzzed bodies (never a 5xx), and health checks that turn
 503 while inference keeps failing."""
+import base64
 import io
 import json
 import socket
@@ -110,7 +111,7 @@ def test_the_request_pixel_budget_holds_across_the_images_of_a_form(server):
     response = httpx.post(server.url + "/v1/predict", files=large, timeout=30)  # 30,000 px
     assert response.status_code == 413
     assert "together exceed the limit of 25000 decoded pixels" in response.json()["error"]
-    b64 = __import__("base64").b64encode(_png((100, 100))).decode()
+    b64 = base64.b64encode(_png((100, 100))).decode()
     tf_serving = httpx.post(server.url + f"/v1/models/{NAME}:predict", timeout=30,
                             json={"instances": [{"b64": b64}] * 3})
     assert tf_serving.status_code == 413, tf_serving.text
