@@ -38,16 +38,15 @@ import dataclasses
 
 import numpy as np
 
-from kcnn.export.checks import check_positive
 from kcnn.export.serving import requests as req
-from kcnn.export.serving.batcher import (DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, BatcherStopped,
-                                         MicroBatcher)
+from kcnn.export.serving.batcher import BatcherStopped, MicroBatcher
 from kcnn.export.serving.explain import explain_routes
 from kcnn.export.serving.health import InferenceHealth
 from kcnn.export.serving.kserve_v2 import kserve_v2_routes
-from kcnn.export.serving.metrics import metrics_routes
+from kcnn.export.serving.metrics import Metrics, MetricsMiddleware, metrics_routes
 from kcnn.export.serving.model import ServedModel
 from kcnn.export.serving.requests import RequestError
+from kcnn.export.serving.settings import ServerSettings
 from kcnn.export.serving.tfserving import tfserving_routes
 
 #: Bodies up to this size are decoded on the event loop (well under a millisecond for small
@@ -55,30 +54,8 @@ from kcnn.export.serving.tfserving import tfserving_routes
 INLINE_DECODE_BYTES = 32 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Per-request and batching limits of one app (reported by ``GET /v1/metadata``)."""
-
-    max_batch: int = DEFAULT_MAX_BATCH
-    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
-    max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES
-    max_instances: int = req.DEFAULT_MAX_INSTANCES
-    max_image_pixels: int = req.MAX_IMAGE_PIXELS
-    max_request_pixels: int = req.DEFAULT_MAX_REQUEST_PIXELS
-    read_timeout_s: float = req.DEFAULT_READ_TIMEOUT_S
-
-    def __post_init__(self):
-        for name in ("max_body_bytes", "max_instances", "max_image_pixels", "max_request_pixels"):
-            check_positive(name, getattr(self, name), integer=True)
-        check_positive("read_timeout_s", self.read_timeout_s)
-
-    def pixel_budget(self) -> req.PixelBudget:
-        """A fresh decoded-pixel budget for one request."""
-        return req.PixelBudget(self.max_image_pixels, self.max_request_pixels)
-
-    def as_dict(self) -> dict:
-        """The limits as JSON-ready dict."""
-        return dataclasses.asdict(self)
+#: The former name of :class:`~kcnn.export.serving.settings.ServerSettings` (kept as an alias).
+Limits = ServerSettings
 
 
 class InferenceFailed(Exception):
@@ -88,17 +65,23 @@ class InferenceFailed(Exception):
 
 @dataclasses.dataclass
 class ServingContext:
-    """What every route group gets: the model, its micro-batcher and the limits."""
+    """What every route group (and the gRPC server) gets: the model, its micro-batcher, the
+    settings, the metrics and the health tracker."""
 
     model: ServedModel
     batcher: MicroBatcher
-    limits: Limits
-    #: Starlette ``Middleware`` entries route groups add (e.g. the metrics timer).
+    settings: ServerSettings
+    #: Starlette ``Middleware`` entries route groups may add (run inside the metrics timer).
     middleware: list = dataclasses.field(default_factory=list)
-    #: The app's :class:`~kcnn.export.serving.metrics.Metrics` once its route group ran.
-    metrics: object = None
+    #: The app's :class:`~kcnn.export.serving.metrics.Metrics` (``GET /metrics``).
+    metrics: Metrics = None
     #: Inference failures in a row (health checks answer 503 while they persist).
     health: InferenceHealth = dataclasses.field(default_factory=InferenceHealth)
+
+    @property
+    def limits(self) -> ServerSettings:
+        """The settings (their former name, kept for route groups that read ``ctx.limits``)."""
+        return self.settings
 
     def problem(self) -> str | None:
         """Why the server cannot serve now (shutting down, inference failing), or None."""
@@ -196,7 +179,7 @@ def info_routes(ctx: ServingContext) -> list:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    static_metadata = {**ctx.model.metadata(), "limits": ctx.limits.as_dict()}
+    static_metadata = {**ctx.model.metadata(), "limits": ctx.settings.limits_dict()}
 
     async def health(request):
         problem = ctx.problem()
@@ -256,28 +239,26 @@ def exception_handlers() -> dict:
             Exception: on_unexpected}
 
 
-def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
-               max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-               max_body_bytes: int = req.DEFAULT_MAX_BODY_BYTES,
-               max_instances: int = req.DEFAULT_MAX_INSTANCES,
-               max_image_pixels: int = req.MAX_IMAGE_PIXELS,
-               max_request_pixels: int = req.DEFAULT_MAX_REQUEST_PIXELS,
-               read_timeout_s: float = req.DEFAULT_READ_TIMEOUT_S, model_name: str | None = None,
-               model_version: str = "1", route_groups=DEFAULT_ROUTE_GROUPS):
+def create_app(predictor, settings: ServerSettings | None = None, *,
+               route_groups=DEFAULT_ROUTE_GROUPS, **overrides):
     """A Starlette app serving ``predictor`` (an :class:`~kcnn.export.OnnxPredictor`).
 
-    ``route_groups`` are functions ``ServingContext -> list of routes`` (see the module doc).
-    The micro-batcher starts and stops with the app's lifespan; ``app.state.serving`` is the
-    :class:`ServingContext` (``app.state.model`` and ``app.state.batcher`` its parts).
+    ``settings`` (default :class:`ServerSettings()`) carries the limits, the batching and the
+    model's name and version; ``overrides`` replace some of its fields
+    (``create_app(p, model_name="b")``). ``route_groups`` are functions
+    ``ServingContext -> list of routes`` (see the module doc); the Prometheus timer wraps every
+    route. The micro-batcher starts and stops with the app's lifespan; ``app.state.serving`` is
+    the :class:`ServingContext` (``app.state.model`` and ``app.state.batcher`` its parts).
     """
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
 
-    limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
-                    max_instances=max_instances, max_image_pixels=max_image_pixels,
-                    max_request_pixels=max_request_pixels, read_timeout_s=read_timeout_s)
-    model = ServedModel(predictor, model_name, model_version)
-    batcher = MicroBatcher(model.run, max_batch=max_batch, max_wait_ms=max_wait_ms)
-    ctx = ServingContext(model=model, batcher=batcher, limits=limits)
+    settings = (settings or ServerSettings()).replace(**overrides)
+    model = ServedModel(predictor, settings.model_name, settings.model_version)
+    batcher = MicroBatcher(model.run, max_batch=settings.max_batch,
+                           max_wait_ms=settings.max_wait_ms)
+    ctx = ServingContext(model=model, batcher=batcher, settings=settings,
+                         metrics=Metrics(batcher))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -285,8 +266,9 @@ def create_app(predictor, *, max_batch: int = DEFAULT_MAX_BATCH,
             yield
 
     routes = [route for group in route_groups for route in group(ctx)]
+    middleware = [Middleware(MetricsMiddleware, metrics=ctx.metrics), *ctx.middleware]
     app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan,
-                    middleware=ctx.middleware)
+                    middleware=middleware)
     app.state.serving = ctx
     app.state.batcher = batcher
     app.state.model = model

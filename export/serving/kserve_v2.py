@@ -21,8 +21,8 @@ each output is JSON ``data`` unless ``parameters.binary_data`` (or the request's
 followed by the raw bytes, with its length in ``Inference-Header-Content-Length``. Images go
 through the app's micro-batcher like ``/v1/predict``. Errors are ``{"error": "..."}`` with 400
 (malformed request, wrong shape/datatype/input name), 404 (unknown model or version) or 413 (over
-the body or instance limits). Classification (``class_count``), shared memory, gRPC and
-compressed requests are not supported (400/415).
+the body or instance limits). Classification (``class_count``), shared memory and compressed
+requests are not supported (400/415); gRPC is :mod:`kcnn.export.serving.grpc_server`.
 """
 from __future__ import annotations
 
@@ -87,11 +87,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     return header, tail
 
 
-def _shape(tensor: dict, expected: tuple, max_instances: int) -> list[int]:
-    shape = tensor.get("shape")
-    if (not isinstance(shape, list) or
-            not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
-        raise RequestError(400, f"input 'shape' must be a list of integers, received {shape!r}")
+def check_shape(shape: list, expected: tuple, max_instances: int) -> list[int]:
+    """``shape`` if it is ``[n, *expected]`` with 1 <= n <= ``max_instances`` (400 / 413)."""
     if len(shape) != 1 + len(expected) or tuple(shape[1:]) != expected or shape[0] < 1:
         raise RequestError(400, f"input shape {shape} does not match the model's "
                                 f"[-1, {', '.join(map(str, expected))}] (batch >= 1)")
@@ -99,6 +96,14 @@ def _shape(tensor: dict, expected: tuple, max_instances: int) -> list[int]:
         raise RequestError(413, f"a batch of {shape[0]} images exceeds the limit of "
                                 f"{max_instances} per request")
     return shape
+
+
+def _shape(tensor: dict, expected: tuple, max_instances: int) -> list[int]:
+    shape = tensor.get("shape")
+    if (not isinstance(shape, list) or
+            not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise RequestError(400, f"input 'shape' must be a list of integers, received {shape!r}")
+    return check_shape(shape, expected, max_instances)
 
 
 def _tensor_data(tensor: dict, shape: list[int], tail: bytes, offset: int):

@@ -7,6 +7,8 @@ Built on ``prometheus_client`` with a per-app :class:`~prometheus_client.Collect
   (``/v2/models/{name}/infer``, not the concrete path; ``unmatched`` for unknown paths);
 * ``kcnn_http_request_duration_seconds{route}`` — latency histogram, first byte in to last out;
 * ``kcnn_http_errors_total{route, status}`` — responses with status >= 400;
+* ``kcnn_grpc_requests_total{method, code}`` and ``kcnn_grpc_request_duration_seconds{method}``
+  — KServe V2 gRPC calls (:mod:`kcnn.export.serving.grpc_server`);
 * ``kcnn_batch_images`` — images per onnxruntime call (histogram), ``kcnn_inference_calls_total``,
   ``kcnn_inference_images_total``, ``kcnn_inference_errors_total`` and the gauge
   ``kcnn_queue_depth`` (images queued or being read for the micro-batcher), read from the
@@ -65,6 +67,10 @@ class Metrics:
                               ["route", "status"], registry=self.registry)
         self.latency = Histogram("kcnn_http_request_duration_seconds", "HTTP request latency.",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.grpc_requests = Counter("kcnn_grpc_requests", "gRPC calls by method and status "
+                                     "code.", ["method", "code"], registry=self.registry)
+        self.grpc_latency = Histogram("kcnn_grpc_request_duration_seconds", "gRPC call latency.",
+                                      ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(BatcherCollector(batcher))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -73,6 +79,11 @@ class Metrics:
         self.latency.labels(route).observe(seconds)
         if status >= 400:
             self.errors.labels(route, str(status)).inc()
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished gRPC call (``code``: the status code's name, e.g. ``OK``)."""
+        self.grpc_requests.labels(method, code).inc()
+        self.grpc_latency.labels(method).observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -132,15 +143,13 @@ class MetricsMiddleware:
 
 
 def metrics_routes(ctx) -> list:
-    """``GET /metrics``; adds :class:`MetricsMiddleware` to the app (``ctx.middleware``)."""
-    from starlette.middleware import Middleware
+    """``GET /metrics``: the app's :class:`Metrics` (``ctx.metrics``; ``create_app`` adds the
+    :class:`MetricsMiddleware` that fills them)."""
     from starlette.responses import Response
     from starlette.routing import Route
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    metrics = Metrics(ctx.batcher)
-    ctx.metrics = metrics
-    ctx.middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
+    metrics = ctx.metrics
 
     async def scrape(request):
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """Running the server: socket binding, uvicorn settings, signals (:func:`serve`).
 
 The socket is bound before uvicorn starts (port 0 picks a free port, and the URL printed is the
-real one); SIGINT/SIGTERM finish the requests in flight, stop the micro-batcher and return.
+real one); the optional gRPC server shares uvicorn's event loop; SIGINT/SIGTERM finish the gRPC
+calls and HTTP requests in flight, stop the micro-batcher and return.
 """
 from __future__ import annotations
 
@@ -10,12 +11,8 @@ import socket
 import sys
 
 from kcnn.export.serving.app import create_app
-from kcnn.export.serving.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
-from kcnn.export.serving.protocol import (DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_HEADER_BYTES,
-                                          protocol_class)
-from kcnn.export.serving.requests import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES,
-                                          DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_READ_TIMEOUT_S,
-                                          MAX_IMAGE_PIXELS)
+from kcnn.export.serving.protocol import protocol_class
+from kcnn.export.serving.settings import ServerSettings
 
 #: Seconds uvicorn waits for requests in flight after SIGINT/SIGTERM.
 GRACEFUL_SHUTDOWN_S = 10
@@ -68,53 +65,75 @@ def check_model_runs(predictor) -> None:
                                     f"for a batch of {n} images")
 
 
-def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = DEFAULT_MAX_BATCH,
-          max_wait_ms: float = DEFAULT_MAX_WAIT_MS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          max_instances: int = DEFAULT_MAX_INSTANCES, max_image_pixels: int = MAX_IMAGE_PIXELS,
-          max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS,
-          max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-          header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
-          read_timeout_s: float = DEFAULT_READ_TIMEOUT_S, providers=None,
-          access_log: bool = False, log_level: str = "warning", model_name: str | None = None,
-          model_version: str = "1") -> None:
-    """Serve the ONNX classifier at ``path`` over HTTP until SIGINT/SIGTERM.
+class GrpcBindError(OSError):
+    """The gRPC port cannot be bound (taken, not local, not allowed)."""
 
-    Runs the model once on blank images first (:func:`check_model_runs`). Binds ``host``
-    (loopback by default) and ``port`` (0: any free port), then prints one line
-    ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted. ``model_name``
-    (default: the file's metadata name, else its stem) and ``model_version`` name the model on
-    every protocol's routes. The request limits are described in :mod:`kcnn.export.serving.app`
-    (body, images, read timeout) and :mod:`kcnn.export.serving.protocol` (request head). A SIGTERM or SIGINT
-    finishes the requests in flight, stops the micro-batcher and returns normally.
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve(path, settings: ServerSettings | None = None, **overrides) -> None:
+    """Serve the ONNX classifier at ``path`` until SIGINT/SIGTERM, as ``settings`` say.
+
+    ``settings`` (default :class:`ServerSettings()`; ``overrides`` replace some of its fields,
+    e.g. ``serve(path, port=0)``) carries the addresses, the limits and the model's name and
+    version. Runs the model once on blank images first (:func:`check_model_runs`). Binds
+    ``host`` (loopback by default) and ``port`` (0: any free port), then prints one line
+    ``serving PATH on http://HOST:PORT`` to stdout once requests are accepted; with
+    ``grpc_port`` set, the KServe V2 gRPC server (:mod:`kcnn.export.serving.grpc_server`) runs
+    on the same event loop and a second line ``grpc on HOST:PORT`` follows. A SIGTERM or SIGINT
+    lets gRPC calls and HTTP requests in flight finish (gRPC first), stops the micro-batcher
+    and returns normally.
     """
     import uvicorn
 
     from kcnn.export.predictor import OnnxPredictor
 
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer from 0 to 65535, received: port={port!r}")
+    settings = (settings or ServerSettings()).replace(**overrides)
+    host = settings.host
+    providers = list(settings.providers) if settings.providers is not None else None
     predictor = OnnxPredictor(path, providers=providers)
     check_model_runs(predictor)
-    app = create_app(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_body_bytes=max_body_bytes, max_instances=max_instances,
-                     max_image_pixels=max_image_pixels, max_request_pixels=max_request_pixels,
-                     read_timeout_s=read_timeout_s, model_name=model_name,
-                     model_version=model_version)
-    sock = _bind(host, port)
+    app = create_app(predictor, settings)
+    sock = _bind(host, settings.port)
     url = _url(sock)
     if not _is_loopback(sock.getsockname()[0]):
         print(f"kcnn-serve: warning: listening on {url}, reachable from other machines; the server "
               "has no authentication or TLS", file=sys.stderr, flush=True)
 
     class _Server(uvicorn.Server):
+        grpc = None
+        grpc_error = None
+
         async def startup(self, sockets=None):
             await super().startup(sockets=sockets)
-            if self.started:
-                print(f"serving {path} on {url}", flush=True)
+            if not self.started:
+                return
+            grpc_line = ""
+            if settings.grpc_port is not None:
+                from kcnn.export.serving.grpc_server import grpc_server
 
-    http = protocol_class(max_header_bytes=max_header_bytes, header_timeout_s=header_timeout_s)
-    config = uvicorn.Config(app, http=http, log_level=log_level, access_log=access_log,
-                            lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                self.grpc = grpc_server(app.state.serving, settings)
+                try:
+                    port = self.grpc.add_insecure_port(_grpc_address(host, settings.grpc_port))
+                except RuntimeError as exc:
+                    self.grpc_error, self.grpc, self.should_exit = str(exc), None, True
+                    return
+                await self.grpc.start()
+                grpc_line = f"\ngrpc on {_grpc_address(host, port)}"
+            print(f"serving {path} on {url}{grpc_line}", flush=True)
+
+        async def shutdown(self, sockets=None):
+            if self.grpc is not None:  # refuse new calls, finish those in flight
+                await self.grpc.stop(GRACEFUL_SHUTDOWN_S)
+            await super().shutdown(sockets=sockets)
+
+    http = protocol_class(max_header_bytes=settings.max_header_bytes,
+                          header_timeout_s=settings.header_timeout_s)
+    config = uvicorn.Config(app, http=http, log_level=settings.log_level,
+                            access_log=settings.access_log, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     server = _Server(config)
     # uvicorn re-raises the signal that stopped it once it has shut down, which would kill the process
     # with that signal; a graceful stop on request is a normal exit, so handle it with a no-op.
@@ -125,5 +144,8 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, *, max_batch: int = D
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
+    if server.grpc_error is not None:
+        raise GrpcBindError(f"cannot serve gRPC on {_grpc_address(host, settings.grpc_port)}: "
+                            f"{server.grpc_error}")
     if not server.started:
         raise RuntimeError(f"the server for {path} on {url} failed to start")
