@@ -13,6 +13,9 @@ Keys (all strings):
 * ``kcnn.output`` — ``"logits"`` or ``"probabilities"`` (the model already ends in softmax).
 * ``kcnn.exporter`` — the converter that produced the raw graph (e.g. ``"tf2onnx 1.17.0"``).
 * ``kcnn.quantization`` — ``"int8"`` / ``"fp16"``, present only for quantized files.
+* ``kcnn.graph`` — how kcnn's explicit layers are written: ``"operators"`` (as the standard ONNX
+  ``Conv`` / ``MaxPool`` / ``AveragePool``, the default, see :mod:`kcnn.export.lowering`) or
+  ``"explicit"`` (the formula spelled out node by node: ``export_onnx(..., explicit_graph=True)``).
 * ``kcnn.explain`` — JSON, only in explain files (``model.explain.onnx``): the outputs for the
   conv/pool activations and the first kernel, see :mod:`kcnn.export.explain`.
 """
@@ -32,9 +35,12 @@ OUTPUT = "kcnn.output"
 EXPORTER = "kcnn.exporter"
 QUANTIZATION = "kcnn.quantization"
 EXPLAIN = "kcnn.explain"
+GRAPH = "kcnn.graph"
+#: Values of ``kcnn.graph``.
+GRAPH_FORMS = ("operators", "explicit")
 
 KEYS = (LABELS, PREPROCESSING, MODEL, CONV, BACKEND, VERSION, OUTPUT, EXPORTER, QUANTIZATION,
-        EXPLAIN)
+        EXPLAIN, GRAPH)
 JSON_KEYS = (LABELS, PREPROCESSING, EXPLAIN)
 
 def kcnn_version() -> str:

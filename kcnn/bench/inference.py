@@ -16,6 +16,9 @@ onnxruntime on the CPU, for LeNet and VGG-11/4 (224x224x1): float32, static int8
 calibrated on digits images), dynamic int8 and fp16 — batch-1 p50/p99, batch-256 throughput,
 file size, and top-1 agreement with float32 on digits images disjoint from the calibration
 ones; the variants' repeats are interleaved so machine noise hits each alike.
+
+A third table (:mod:`kcnn.bench.explicit_onnx`) compares, per backend's exporter, the ONNX file of
+an explicit model with the built-in one of the same weights (LeNet, VGG-11/4).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import os
 import time
 
 from kcnn.bench import common as bench
+from kcnn.bench import explicit_onnx
 
 METHODS = ("onnxruntime", "predict", "call")
 LATENCY_TARGET_MS = 0.1       # ORT LeNet batch-1 p50
@@ -214,9 +218,12 @@ def run(ctx) -> dict:
             row["ort_latency_speedup"] = row["p50_ms"] / ref["p50_ms"]
             row["throughput_vs_ort"] = row["images_per_s"] / ref["images_per_s"]
             rows.append(row)
-    targets, quant_rows = [], []
+    explicit_rows, targets, explicit_errors = explicit_onnx.run(ctx)
+    errors += explicit_errors
+    quant_rows = []
     try:
-        quant_rows, targets = _quantized_section(ctx, ctx.backends[0])
+        quant_rows, quant_targets = _quantized_section(ctx, ctx.backends[0])
+        targets += quant_targets
     except bench.BenchError as e:
         errors.append(str(e))
     for row in rows:
@@ -232,6 +239,7 @@ def run(ctx) -> dict:
     return {
         "rows": rows,
         "quantized": quant_rows,
+        "explicit": explicit_rows,
         "targets": targets,
         "errors": errors,
         "tables": [
@@ -244,6 +252,7 @@ def run(ctx) -> dict:
              "columns": ["model", "variant", "input", "bytes", "size_vs_fp32", "p50_ms",
                          "p99_ms", "latency_vs_fp32", "batch", "images_per_s",
                          "throughput_vs_fp32", "top1_agreement", "max_abs_diff", "eval_n"]},
+            explicit_onnx.TABLE,
             {"rows": "targets", "columns": ["backend", "figure", "value", "target",
                                             "meets_target"]},
         ],
