@@ -21,6 +21,7 @@ examples:
   kcnn-train                                   LeNet on the bundled digits (about a minute)
   kcnn-train --dataset mnist --recipe d2l      d2l's LeNet recipe on MNIST
   kcnn-train --model vgg11 --dataset fashion_mnist --image-size 96 --epochs 5
+  kcnn-train --model alexnet --dataset folder:photos   your photos, any size, streamed from disk
   kcnn-train --out runs/a --resume             continue a killed run from its last epoch
 
 The run folder gets model.keras, model.onnx, history.csv, report.json, curves.png,
@@ -94,6 +95,14 @@ def build_parser():
     p.add_argument("--early-stopping", type=argtypes.positive_int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower test loss and keep the best "
                         "weights")
+    p.add_argument("--resize", choices=("stretch", "crop", "pad"),
+                   help="how images of another aspect ratio meet the model's input: stretch, "
+                        "crop (the largest centred box of the right aspect, then resize) or pad "
+                        "(fit inside, black bars); default crop for folder:DIR, stretch otherwise")
+    p.add_argument("--augment", choices=("none", "flip", "flip-crop", "flip-crop-color", "shift"),
+                   help="augmentation of the training images with Keras preprocessing layers, "
+                        "seeded by --seed (default: the recipe's: flip-crop for AlexNet and "
+                        "VGG, none for LeNet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -148,7 +157,7 @@ def _config(args, out):
             image_size=args.image_size, seed=args.seed, export=args.export,
             mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
             steps_per_execution=args.steps_per_execution, distribute=args.distribute,
-            early_stopping=args.early_stopping)
+            early_stopping=args.early_stopping, resize=args.resize, augment=args.augment)
     config.verbose = 0 if args.quiet else "auto"
     return config
 

@@ -24,11 +24,11 @@ def preprocessed_bytes(num_examples: int, image_size, channels: int) -> int:
     return int(num_examples) * height * width * channels * 4
 
 
-def preprocess(x, y, *, image_size=None, channels=None, chunk=1024):
+def preprocess(x, y, *, image_size=None, channels=None, chunk=1024, resize="stretch"):
     """Images and labels as ``make_dataset`` yields them, gathered into two NumPy arrays."""
     images, labels = [], []
     for xb, yb in make_dataset(x, y, batch_size=chunk, image_size=image_size,
-                                     channels=channels).as_numpy_iterator():
+                               channels=channels, resize=resize).as_numpy_iterator():
         images.append(xb)
         labels.append(yb)
     return np.concatenate(images), np.concatenate(labels)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.data.arrays import as_images, as_labels, check_pair
+from kcnn.data.augment import augmentation, check_augment
 from kcnn.data.image_data import ImageData
+from kcnn.data.resize import check_resize, resize_images
 
 
 def split_validation(data: ImageData, fraction: float = 0.1, seed: int = 0):
@@ -13,14 +15,19 @@ def split_validation(data: ImageData, fraction: float = 0.1, seed: int = 0):
     Returns ``(train, val)``: ``train`` keeps the remaining training examples
     and the original test set; ``val`` holds the held-out examples in both its
     train and test fields (so ``val.x_test, val.y_test`` is the validation
-    set). Stratified by class when every class has enough examples.
+    set). Stratified by class when every class has enough examples. A ``folder:DIR`` data
+    set (:class:`kcnn.data.folder.FolderData`) is split by file, nothing decoded.
     """
     from sklearn.model_selection import train_test_split
 
-    if not isinstance(data, ImageData):
-        raise TypeError(f"data must be an ImageData; received {type(data).__name__}")
+    from kcnn.data.folder import FolderData, split_folder_validation
+
+    if not isinstance(data, (ImageData, FolderData)):
+        raise TypeError(f"data must be an ImageData or FolderData; received {type(data).__name__}")
     if not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be a number in (0, 1); received {fraction!r}")
+    if isinstance(data, FolderData):
+        return split_folder_validation(data, fraction, seed)
     n = data.num_train
     n_val = int(round(n * fraction))
     if n_val < 1 or n_val >= n:
@@ -60,7 +67,7 @@ def _check_image_size(image_size):
 
 
 def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=False,
-                 seed=0, drop_remainder=False):
+                 seed=0, drop_remainder=False, resize="stretch", augment=None):
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for ``model.fit``.
 
     Images come out float32 NHWC in [0, 1] (uint8 divided by 255, floats as
@@ -78,6 +85,10 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
         shuffle: reshuffle the examples every epoch.
         seed: shuffle seed.
         drop_remainder: drop the last, smaller batch.
+        resize: ``"stretch"`` (default), ``"crop"`` or ``"pad"`` to a different aspect ratio
+            (see :mod:`kcnn.data.resize`).
+        augment: an augmentation preset applied to every batch (:mod:`kcnn.data.augment`,
+            seeded from ``seed``); for training data only.
     """
     import tensorflow as tf
 
@@ -87,6 +98,8 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
     size = _check_image_size(image_size)
     if channels not in (None, 1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be None, 1 or 3; received {channels!r}")
+    resize = check_resize(resize)
+    augment = check_augment(augment)
     x = as_images(x, "make_dataset: x")
     y = as_labels(y, "make_dataset: y")
     check_pair(x, y, "make_dataset: x/y")
@@ -105,7 +118,7 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
         if channels == 1 and in_c == 3:
             xb = tf.image.rgb_to_grayscale(xb)  # before resizing: less to resize
         if size is not None and size != (in_h, in_w):
-            xb = tf.image.resize(xb, size, method="bilinear")
+            xb = resize_images(xb, size, resize)
         if channels == 3 and in_c == 1:
             xb = tf.image.grayscale_to_rgb(xb)  # after resizing: less to resize
         return xb, tf.gather(labels, indices)
@@ -115,4 +128,10 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
         ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     ds = ds.map(batch_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    pipeline = augmentation(augment, seed)
+    if pipeline is not None:  # one call per batch, in order: reproducible from the seed
+        def augmented(images, labels):
+            return pipeline(images, training=True), labels
+
+        ds = ds.map(augmented)
     return ds.prefetch(tf.data.AUTOTUNE)

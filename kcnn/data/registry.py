@@ -13,6 +13,7 @@ import numpy as np
 
 from kcnn.data import digits, folder, idx, keras_datasets, npz, synthetic
 from kcnn.data.arrays import DataError
+from kcnn.data.folder import FolderData
 from kcnn.data.image_data import ImageData
 
 
@@ -20,7 +21,7 @@ from kcnn.data.image_data import ImageData
 class Source:
     """How to load one kind of spec: its loader, its spec pattern and what its argument is."""
 
-    load: Callable[..., ImageData]
+    load: Callable[..., "ImageData | FolderData"]
     spec: str
     argument: str  # "none", "optional" (synthetic sizes), "path" or "name" (keras.datasets)
 
@@ -50,8 +51,11 @@ def _check_load_arguments(spec, seed, test_fraction):
         raise DataError(f"seed must be an int; received {seed!r}")
 
 
-def load(spec: str, *, seed: int = 0, test_fraction: float = 0.2) -> ImageData:
+def load(spec: str, *, seed: int = 0, test_fraction: float = 0.2) -> ImageData | FolderData:
     """Load a data set by spec (see :func:`available`).
+
+    Every source gives an :class:`ImageData` of arrays, except ``folder:DIR``: a
+    :class:`FolderData`, the list of its image files, decoded as they stream (any size).
 
     Args:
         spec: ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``,

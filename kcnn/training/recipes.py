@@ -8,13 +8,13 @@ family (``lenet``, ``alexnet``, ``vgg11`` … ``vgg19``):
     The values of the d2l book chapters, with d2l's architectures (LeNet with sigmoid and
     average pooling; VGG at width ratio 4 as d2l trains it):
 
-    ==========  =========  ====  =====  ======  ==========
-    model       optimizer  lr    batch  epochs  image size
-    ==========  =========  ====  =====  ======  ==========
-    lenet       SGD        0.9   256    10      28
-    alexnet     SGD        0.01  128    10      224
-    vgg11 (/4)  SGD        0.05  128    10      224
-    ==========  =========  ====  =====  ======  ==========
+    ==========  =========  ====  =====  ======  ==========  =========
+    model       optimizer  lr    batch  epochs  image size  augment
+    ==========  =========  ====  =====  ======  ==========  =========
+    lenet       SGD        0.9   256    10      28          none
+    alexnet     SGD        0.01  128    10      224         flip-crop
+    vgg11 (/4)  SGD        0.05  128    10      224         flip-crop
+    ==========  =========  ====  =====  ======  ==========  =========
 
 ``modern``
     Adam with a cosine-decayed learning rate and the ReLU variant (``lenet-modern``: ReLU and
@@ -54,6 +54,9 @@ class Recipe:
         momentum: SGD momentum (0 for plain SGD as in d2l).
         weight_decay: AdamW weight decay (ignored by the other optimizers).
         model_kwargs: extra builder arguments (e.g. ``{"width_ratio": 4}`` for d2l's VGG).
+        augment: augmentation preset of the training split (:mod:`kcnn.data.augment`):
+            ``"flip-crop"`` for AlexNet and VGG (ImageNet models, trained on flipped and
+            cropped photos), ``"none"`` for LeNet (digits must not be mirrored).
     """
 
     name: str
@@ -67,6 +70,7 @@ class Recipe:
     momentum: float = 0.0
     weight_decay: float = 0.0
     model_kwargs: dict = field(default_factory=dict)
+    augment: str = "none"
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-serialisable) of the recipe."""
@@ -83,18 +87,18 @@ _PRESETS = {
     },
     "alexnet": {
         "d2l": dict(model="alexnet", optimizer="sgd", lr=0.01, batch_size=128, epochs=10,
-                    image_size=224),
+                    image_size=224, augment="flip-crop"),
         "modern": dict(model="alexnet", optimizer="adam", lr=1e-4, batch_size=128, epochs=10,
-                       image_size=224, schedule="cosine"),
+                       image_size=224, schedule="cosine", augment="flip-crop"),
     },
 }
 for _depth in (11, 13, 16, 19):
     _PRESETS[f"vgg{_depth}"] = {
         "d2l": dict(model=f"vgg{_depth}", optimizer="sgd", lr=0.05, batch_size=128, epochs=10,
-                    image_size=224, model_kwargs={"width_ratio": 4}),
+                    image_size=224, model_kwargs={"width_ratio": 4}, augment="flip-crop"),
         "modern": dict(model=f"vgg{_depth}", optimizer="adam", lr=3e-4, batch_size=128,
                        epochs=10, image_size=224, schedule="cosine",
-                       model_kwargs={"width_ratio": 4}),
+                       model_kwargs={"width_ratio": 4}, augment="flip-crop"),
     }
 
 # Registered model names that share a family's presets (the variant the recipe builds wins
@@ -133,7 +137,8 @@ def get(recipe: str = "modern", model: str = "lenet", **overrides) -> Recipe:
             (``lenet-modern``) builds that variant whatever the recipe.
         **overrides: any :class:`Recipe` field (``lr``, ``batch_size``, ``epochs``,
             ``optimizer``, ``image_size``, ``schedule``, ``momentum``, ``weight_decay``,
-            ``model_kwargs``); ``None`` values are ignored, so CLI defaults can pass through.
+            ``model_kwargs``, ``augment``); ``None`` values are ignored, so CLI defaults can
+            pass through.
 
     Raises:
         ValueError: unknown recipe, model, override name or a bad value.
@@ -168,6 +173,9 @@ def _validated(r: Recipe) -> Recipe:
         if not is_real(value) or not 0 <= value < (1 if name == "momentum" else math.inf):
             raise ValueError(f"{name} must be a number >= 0{' and < 1' if name == 'momentum' else ''}"
                              f"; received {name}={value!r}")
+    from kcnn.data.augment import check_augment
+
+    check_augment(r.augment)
     if not isinstance(r.model_kwargs, dict):
         raise TypeError(f"model_kwargs must be a dict; received {type(r.model_kwargs).__name__}")
     return dataclasses.replace(

@@ -50,6 +50,8 @@ class RunConfig:
     steps_per_execution: int | str = "auto"
     distribute: str = "none"
     early_stopping: int | None = None
+    resize: str | None = None  # stretch | crop | pad; None: crop for folder:DIR, else stretch
+    augment: str | None = None  # an augmentation preset; None: the recipe's
     verbose: str | int = "auto"
 
     def to_dict(self) -> dict:
@@ -114,17 +116,14 @@ def _export(model, config, data, out, recipe):
     import numpy as np
 
     from kcnn import export as kexport
-    from kcnn.data import make_dataset
-    from kcnn.training.trainer import _model_input
+    from kcnn.training.trainer import test_dataset
 
-    size, channels = _model_input(model)
     path = os.path.join(out, "model.onnx")
     # The explain file beside it feeds kcnn-serve's see-inside page (feature maps, kernels).
     kexport.export_onnx(model, path, labels=list(data.class_names), model_name=recipe.model,
                         conv=config.conv, explain=True)
     n = min(256, data.num_test)
-    batch = next(iter(make_dataset(data.x_test[:n], data.y_test[:n], batch_size=n,
-                                         image_size=size, channels=channels)))
+    batch = next(iter(test_dataset(model, data, batch_size=n, resize=config.resize, limit=n)))
     samples = np.asarray(batch[0], dtype=np.float32)
     figures = kexport.verify(model, path, samples, atol=1e-3)
     return {k: (float(v) if k != "n" else int(v)) for k, v in figures.items()}
@@ -137,13 +136,17 @@ def _recipe_and_data(config):
     from kcnn.training import recipes
     from kcnn.training.trainer import resolve_steps_per_execution
     from kcnn.training.precision import check_precision
+    from kcnn.data.resize import check_resize
 
     if config.model not in models.available():
         raise RunError(f"unknown model {config.model!r}; available: {', '.join(models.available())}")
     try:
         recipe = recipes.get(config.recipe, config.model, epochs=config.epochs,
                              batch_size=config.batch_size, lr=config.lr,
-                             optimizer=config.optimizer, image_size=config.image_size)
+                             optimizer=config.optimizer, image_size=config.image_size,
+                             augment=config.augment)
+        if config.resize is not None:
+            check_resize(config.resize)
         resolve_steps_per_execution(config.steps_per_execution,
                                     distributed=config.distribute != "none")
         check_precision(config.mixed_precision)
@@ -165,17 +168,27 @@ def _model_builder(config, recipe, data):
     return build
 
 
-def _write_figures(local, result, recipe, data, out):
+def _write_figures(local, result, recipe, data, out, resize):
     from kcnn import plots
     from kcnn.training.trainer import confusion_matrix
 
     plots.plot_curves(result.history, os.path.join(out, "curves.png"),
                       title=f"{recipe.model} on {data.name}")
-    plots.plot_confusion(confusion_matrix(local, data), data.class_names,
+    plots.plot_confusion(confusion_matrix(local, data, resize=resize), data.class_names,
                          os.path.join(out, "confusion.png"))
     kernel = _first_conv_kernel(local)
     if kernel is not None:
         plots.plot_kernels(kernel, os.path.join(out, "kernels.png"))
+
+
+def _data_report(data, config, recipe):
+    """How the images were read: resize mode, augmentation, the files skipped as unreadable."""
+    from kcnn.training.trainer import default_resize
+
+    skipped = list(getattr(data, "skipped_files", []))
+    return {"resize": config.resize or default_resize(data),
+            "augment": recipe.augment, "skipped": len(skipped),
+            "skipped_files": skipped}
 
 
 def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
@@ -217,7 +230,8 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
     result = fit(model, data, recipe, out=out, seed=config.seed, verbose=config.verbose,
                  jit_compile=_jit(config.jit_compile),
                  steps_per_execution=config.steps_per_execution,
-                 early_stopping=config.early_stopping, distribution=distribution)
+                 early_stopping=config.early_stopping, distribution=distribution,
+                 resize=config.resize)
     report = {
         **result.metrics,
         "model": recipe.model,
@@ -229,6 +243,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
         "mixed_precision": precision.check_precision(config.mixed_precision),
         "jit_compile": config.jit_compile,
         "keras_version": keras.__version__,
+        "data": _data_report(data, config, recipe),
     }
     if not distribution.is_chief:  # other workers train but leave the outputs to worker 0
         return report
@@ -241,7 +256,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
         local = _twin(model, build)
         if mixed:
             precision.float32_output(local)
-    _write_figures(local, result, recipe, data, out)
+    _write_figures(local, result, recipe, data, out, config.resize)
     if config.export:
         exportable = _twin(local, build, policy="float32") if mixed else local
         report["onnx"] = _export(exportable, config, data, out, recipe)

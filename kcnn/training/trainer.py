@@ -20,15 +20,19 @@ last finished epoch when ``fit`` is called again with the same ``out``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
 from kcnn.data import ImageData, batches, load, make_dataset
+from kcnn.data.folder import FolderData
+from kcnn.data.resize import check_resize
 from kcnn.training import recipes
 from kcnn.training.callbacks import HistoryWriter, ProgressBar, StopOnNaN, Throughput, TrainingDiverged
 from kcnn.training.devices import device_report
@@ -76,38 +80,77 @@ def _model_input(model):
     return (shape[1], shape[2]), shape[3]
 
 
-def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto"):
+def default_resize(data) -> str:
+    """How ``data``'s images meet the model's input by default: ``"crop"`` (keep the aspect
+    ratio) for ``folder:DIR`` photos, ``"stretch"`` for array sources (digits, MNIST...)."""
+    return data.default_resize if isinstance(data, FolderData) else "stretch"
+
+
+def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto", resize=None):
     """``(train_ds, test_ds)`` at ``model``'s input size and channels, for ``model.fit``.
 
-    The training set is reshuffled every epoch from ``seed``; the test set is batched in
-    order. Images are resized to the model's input (not ``recipe.image_size``, which only
-    decides how the model is built).
+    The training set is reshuffled every epoch from ``seed`` and augmented with
+    ``recipe.augment``; the test set is batched in order, never augmented. Images are resized
+    to the model's input (not ``recipe.image_size``, which only decides how the model is built)
+    by ``resize`` (``"stretch"``, ``"crop"`` or ``"pad"``; default :func:`default_resize`).
 
-    ``in_memory``: ``"auto"`` preprocesses the data once into NumPy arrays served by a
-    :class:`kcnn.batches.ArrayBatches` on the JAX and PyTorch backends when they fit in
-    ``kcnn.batches.MAX_IN_MEMORY_BYTES`` (Keras converts every ``tf.data`` batch for them),
-    and uses ``tf.data`` pipelines otherwise; ``True`` / ``False`` force one or the other.
+    A ``folder:DIR`` data set (:class:`kcnn.data.folder.FolderData`) always streams from disk
+    (:mod:`kcnn.data.stream`). For arrays, ``in_memory``: ``"auto"`` preprocesses the data once
+    into NumPy arrays served by a :class:`kcnn.batches.ArrayBatches` on the JAX and PyTorch
+    backends when they fit in ``kcnn.batches.MAX_IN_MEMORY_BYTES`` and no augmentation is asked
+    for (Keras converts every ``tf.data`` batch for them), and uses ``tf.data`` pipelines
+    otherwise; ``True`` / ``False`` force one or the other for the test set and an
+    unaugmented training set.
     """
     if in_memory not in ("auto", True, False):
         raise ValueError(f"in_memory must be 'auto', True or False; received {in_memory!r}")
+    resize = check_resize(default_resize(data) if resize is None else resize)
     size, channels = _model_input(model)
+    test_batch = max(recipe.batch_size, 256)
+    if isinstance(data, FolderData):
+        common = dict(image_size=size, channels=channels, resize=resize, seed=seed)
+        return (data.dataset("train", batch_size=recipe.batch_size, augment=recipe.augment,
+                             **common),
+                data.dataset("test", batch_size=test_batch, **common))
     if in_memory == "auto":
         needed = batches.preprocessed_bytes(data.num_train + data.num_test, size, channels)
         in_memory = (keras.backend.backend() != "tensorflow"
                      and needed <= batches.MAX_IN_MEMORY_BYTES)
-    if in_memory:
+    augmented = recipe.augment != "none"
+    if in_memory and not augmented:
         x_train, y_train = batches.preprocess(data.x_train, data.y_train, image_size=size,
-                                              channels=channels)
+                                              channels=channels, resize=resize)
+        train = batches.ArrayBatches(x_train, y_train, batch_size=recipe.batch_size,
+                                     shuffle=True, seed=seed)
+    else:
+        train = make_dataset(data.x_train, data.y_train, batch_size=recipe.batch_size,
+                             image_size=size, channels=channels, shuffle=True, seed=seed,
+                             resize=resize, augment=recipe.augment)
+    if in_memory:
         x_test, y_test = batches.preprocess(data.x_test, data.y_test, image_size=size,
-                                            channels=channels)
-        return (batches.ArrayBatches(x_train, y_train, batch_size=recipe.batch_size,
-                                     shuffle=True, seed=seed),
-                batches.ArrayBatches(x_test, y_test, batch_size=max(recipe.batch_size, 256)))
-    train = make_dataset(data.x_train, data.y_train, batch_size=recipe.batch_size,
-                               image_size=size, channels=channels, shuffle=True, seed=seed)
-    test = make_dataset(data.x_test, data.y_test, batch_size=max(recipe.batch_size, 256),
-                              image_size=size, channels=channels)
+                                            channels=channels, resize=resize)
+        test = batches.ArrayBatches(x_test, y_test, batch_size=test_batch)
+    else:
+        test = make_dataset(data.x_test, data.y_test, batch_size=test_batch,
+                            image_size=size, channels=channels, resize=resize)
     return train, test
+
+
+def test_dataset(model, data, *, batch_size=256, resize=None, limit=None):
+    """``data``'s test split at ``model``'s input, in order, as a ``tf.data`` pipeline (the
+    first ``limit`` examples only, if given): what the confusion matrix and the ONNX check
+    read."""
+    size, channels = _model_input(model)
+    resize = check_resize(default_resize(data) if resize is None else resize)
+    if isinstance(data, FolderData):
+        if limit is not None:
+            data = dataclasses.replace(data, test_files=data.test_files[:limit],
+                                       y_test=data.y_test[:limit])
+        return data.dataset("test", batch_size=batch_size, image_size=size, channels=channels,
+                            resize=resize)
+    n = data.num_test if limit is None else limit
+    return make_dataset(data.x_test[:n], data.y_test[:n], batch_size=batch_size,
+                        image_size=size, channels=channels, resize=resize)
 
 
 # Batches per compiled call when ``steps_per_execution="auto"``: one Python round trip per 8
@@ -178,9 +221,9 @@ def compile_model(model, recipe: Recipe, *, steps_per_epoch: int, jit_compile="a
 def _check_data(data, model):
     if isinstance(data, str):
         data = load(data)
-    if not isinstance(data, ImageData):
-        raise TypeError(f"data must be a kcnn.data.ImageData or a data set spec string; "
-                        f"received {type(data).__name__}")
+    if not isinstance(data, (ImageData, FolderData)):
+        raise TypeError(f"data must be a kcnn.data.ImageData, a kcnn.data.FolderData or a data "
+                        f"set spec string; received {type(data).__name__}")
     classes = model.output_shape[-1]
     if classes != data.num_classes:
         raise ValueError(
@@ -201,13 +244,14 @@ def _check_recipe(recipe, model):
 # --------------------------------------------------------------------------------- fit
 def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verbose="auto",
         jit_compile="auto", steps_per_execution="auto", early_stopping=None, compile=True,
-        distribution=None) -> FitResult:
+        distribution=None, resize=None) -> FitResult:
     """Train ``model`` on ``data`` with ``recipe`` through ``model.fit``.
 
     Args:
         model: a ``keras.Model`` with one ``(H, W, C)`` image input and logits output (any
             ``kcnn.models`` builder). Built under ``distribution.scope()`` when distributing.
-        data: a ``kcnn.data.ImageData`` or a spec for ``kcnn.data.load`` (``"digits"`` ...).
+        data: a ``kcnn.data.ImageData``, a ``kcnn.data.FolderData`` (streamed from disk) or a
+            spec for ``kcnn.data.load`` (``"digits"``, ``"folder:DIR"`` ...).
         recipe: a :class:`kcnn.training.recipes.Recipe`, or ``"d2l"`` / ``"modern"`` (looked up by
             ``model.name``).
         out: run folder for ``history.csv`` and ``curves.png`` (rewritten after every epoch) and
@@ -226,6 +270,9 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
         compile: set False to keep the model's own compile() settings.
         distribution: a ``kcnn.training.Distribution`` (the model must have been built in its
             scope); ``None`` trains on the default device.
+        resize: ``"stretch"``, ``"crop"`` or ``"pad"`` to the model's input (default: crop for
+            ``folder:DIR`` photos, stretch otherwise; see :mod:`kcnn.data.resize`). The
+            training split is augmented with ``recipe.augment``.
 
     Returns:
         A :class:`FitResult`.
@@ -241,7 +288,8 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     distribution = distribution or Distribution("none")
-    train_ds, test_ds = make_datasets(model, data, recipe, seed=0 if seed is None else int(seed))
+    train_ds, test_ds = make_datasets(model, data, recipe, seed=0 if seed is None else int(seed),
+                                      resize=resize)
     if compile:
         distributed = distribution.strategy is not None
         steps_per_execution = resolve_steps_per_execution(steps_per_execution, distributed=distributed)
@@ -252,8 +300,13 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
     loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {data.name}",
                       draws=distribution.is_chief)
     started = time.perf_counter()
-    model.fit(train_ds, epochs=recipe.epochs, validation_data=test_ds, callbacks=loop.all,
-              verbose=verbose, shuffle=False)  # train_ds reshuffles itself from the seed
+    with warnings.catch_warnings():
+        if isinstance(data, FolderData):
+            # A stream that may drop broken files has no known length: Keras learns it when the
+            # first epoch ends and warns "Your input ran out of data", which is the design here.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(train_ds, epochs=recipe.epochs, validation_data=test_ds, callbacks=loop.all,
+                  verbose=verbose, shuffle=False)  # train_ds reshuffles itself from the seed
     seconds = time.perf_counter() - started
     if loop.nan_guard.where is not None:
         epoch, batch, loss = loop.nan_guard.where
@@ -337,12 +390,12 @@ def _final_metrics(model, data, test_ds, loop, distribution, seconds):
     }
 
 
-def confusion_matrix(model, data, *, batch_size=256) -> np.ndarray:
+def confusion_matrix(model, data, *, batch_size=256, resize=None) -> np.ndarray:
     """Counts ``[true, predicted]`` of ``model`` on ``data``'s test set (classes × classes)."""
-    size, channels = _model_input(model)
-    ds = make_dataset(data.x_test, data.y_test, batch_size=batch_size, image_size=size,
-                            channels=channels)
-    logits = model.predict(ds, verbose=0)
-    predicted = np.asarray(logits).argmax(axis=-1)
+    truth, predicted = [], []
+    for xb, yb in test_dataset(model, data, batch_size=batch_size, resize=resize):
+        predicted.append(np.asarray(model.predict_on_batch(np.asarray(xb))).argmax(axis=-1))
+        truth.append(np.asarray(yb))
     n = data.num_classes
-    return np.bincount(data.y_test * n + predicted, minlength=n * n).reshape(n, n)
+    truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+    return np.bincount(truth * n + predicted, minlength=n * n).reshape(n, n)
