@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
@@ -35,6 +34,7 @@ from kcnn.export import graph as graph_ops
 from kcnn.export import metadata as meta
 from kcnn.export import onnx_export as ox
 from kcnn.export.explainer import FORMAT_VERSION, KERNEL_OUTPUT, explain_path, feature_output
+from kcnn.export.staging import staging_dir
 
 __all__ = ["explain_layers", "explain_model", "export_explain", "explain_path"]
 
@@ -213,7 +213,7 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
                     for t in multi(probe, training=False)]
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+    with staging_dir(path, "tmp") as tmp:
         raw = pathlib.Path(tmp) / "raw.onnx"
         try:
             ox._keras_export(multi, raw, input_shape, opset)

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import os
 import pathlib
-import tempfile
 import warnings
 
 import keras
@@ -24,6 +23,7 @@ import onnx
 from kcnn.export import graph as graph_ops
 from kcnn.export import metadata as meta
 from kcnn.export import quantize as quant
+from kcnn.export.staging import staging_dir
 
 #: Opset used when ``opset=None`` (the same on every backend, accepted by current runtimes).
 DEFAULT_OPSET = 17
@@ -258,7 +258,7 @@ def _write(model, path, opset, values, input_shape, num_classes, quantize, sampl
     """Convert, standardise, stamp, check, (quantize), smoke-test in a temporary folder beside
     ``path``, then rename into place. Returns ``(proto, metadata values, quantization report)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+    with staging_dir(path, "tmp") as tmp:
         tmp = pathlib.Path(tmp)
         proto = _convert(model, tmp, input_shape, opset)
         exporter = " ".join(

@@ -183,7 +183,8 @@ def quantize_onnx(src, dst, mode, *, samples=None, calibration=None):
     """
     import os
     import pathlib
-    import tempfile
+
+    from kcnn.export.staging import staging_dir
 
     check_mode(mode)
     if mode is None:
@@ -198,7 +199,7 @@ def quantize_onnx(src, dst, mode, *, samples=None, calibration=None):
         half = len(x) // 2  # disjoint halves: the accuracy figures are on unseen images
         calibration, x, y = x[:half], x[half:], (None if y is None else y[half:])
     dst = pathlib.Path(dst)
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.tmp-") as tmp:
+    with staging_dir(dst, "tmp") as tmp:
         staged = pathlib.Path(tmp) / "model.onnx"
         quantize_file(src, staged, mode, calibration=calibration)
         proto = onnx.load(str(staged))

@@ -17,10 +17,10 @@ import os
 import pathlib
 import re
 import shutil
-import tempfile
 
 from kcnn.export import metadata as meta
 from kcnn.export.checks import check_positive
+from kcnn.export.staging import staging_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -124,7 +124,7 @@ def write_triton_repo(onnx_path, repo_dir, *, name=None, version=1, max_batch_si
     repo = pathlib.Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
     target = repo / name
-    with tempfile.TemporaryDirectory(dir=repo, prefix=f".{name}.tmp-") as tmp:
+    with staging_dir(target, "tmp") as tmp:
         staging = pathlib.Path(tmp) / name
         (staging / str(version)).mkdir(parents=True)
         shutil.copyfile(onnx_path, staging / str(version) / "model.onnx")

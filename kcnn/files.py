@@ -1,7 +1,7 @@
 """Run-directory files written atomically: ``report.json``, ``history.csv``, ``config.json``.
 
-Every writer puts the content in a temporary file in the target folder and ``os.replace``s it,
-so a reader (or a run killed mid-write) never sees half a file.
+Every writer puts the content in a file in a hidden staging folder beside the target and
+``os.replace``s it, so a reader (or a run killed mid-write) never sees half a file.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import io
 import json
 import math
 import os
-import tempfile
+
+from kcnn.export.staging import staging_dir
 
 __all__ = ["atomic_write_text", "write_json", "read_json", "write_history", "read_history",
            "HISTORY_FIELDS"]
@@ -20,37 +21,26 @@ HISTORY_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr
 
 
 def atomic_write(path, write, *, binary=False) -> str:
-    """Create ``path`` atomically: ``write(file)`` fills a temp file in the same folder, then
-    ``os.replace`` puts it in place; on any error the temp file is removed and ``path`` untouched.
-    The file gets the usual permissions (0666 minus the umask; mkstemp alone gives 0600)."""
+    """Create ``path`` atomically: ``write(file)`` fills a file in a staging folder beside it,
+    then ``os.replace`` puts it in place; on any error the staging folder is removed and ``path``
+    untouched, and what a killed writer left is removed by the next write to the folder
+    (:func:`kcnn.export.staging.staging_dir`). The file gets the usual permissions (0666 minus
+    the umask)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
+    with staging_dir(os.path.abspath(path), "tmp") as folder:
+        tmp = folder / os.path.basename(path)
         if binary:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "wb") as f:
                 write(f)
         else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
                 write(f)
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_text(path, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda f: f.write(text))
 
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
-import time
 
 from kcnn.cli import argtypes
 from kcnn.cli.base import Parser, UsageError, entry_point
@@ -169,13 +166,13 @@ def run(args) -> None:
     from kcnn.export.onnx_export import export_onnx
 
     from kcnn.export.explainer import explain_path
+    from kcnn.export.staging import staging_dir
 
     model = _load_keras_model(model_path)
-    _remove_stale_staging(output)
-    staging = pathlib.Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
-    try:
-        # Everything is written, verified and quantized in the staging folder; only a file that
-        # passed every check replaces OUTPUT (and its explain file), so a failure leaves it as it was.
+    # Everything is written, verified and quantized in the staging folder; only a file that
+    # passed every check replaces OUTPUT (and its explain file), so a failure leaves it as it was.
+    # staging_dir first removes the staging folders of killed exports (never a live one's).
+    with staging_dir(output, "staging") as staging:
         staged = staging / output.name
         result = export_onnx(model, staged, opset=args.opset, labels=args.labels,
                              model_name=args.name, explain=args.explain)
@@ -186,8 +183,6 @@ def run(args) -> None:
         if result.explain is not None:
             os.replace(result.explain, explain_path(output))
         os.replace(staged, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {output} (opset {result.opset}, input images [batch, "
           f"{', '.join(map(str, result.input_shape))}], {result.num_classes} classes, "
           f"{result.metadata['kcnn.backend']} backend)")
@@ -197,23 +192,6 @@ def run(args) -> None:
         from kcnn.export.triton import write_triton_repo
 
         print(f"wrote Triton model {write_triton_repo(output, args.triton_repo)}")
-
-
-# Temporary folders of an export killed before it could clean up (SIGKILL, power loss) are
-# removed by the next export to the same file once they are this old (a live export touches its
-# folder far more often).
-STALE_SECONDS = 3600
-
-
-def _remove_stale_staging(output):
-    now = time.time()
-    for prefix in (f".{output.name}.staging-", f".{output.name}.tmp-"):
-        for folder in output.parent.glob(prefix + "*"):
-            try:
-                if folder.is_dir() and now - folder.stat().st_mtime > STALE_SECONDS:
-                    shutil.rmtree(folder, ignore_errors=True)
-            except OSError:
-                pass
 
 
 main = entry_point(build_parser, run)

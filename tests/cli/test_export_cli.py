@@ -195,17 +195,3 @@ def test_failed_verification_leaves_the_previous_file_untouched(exported, keras_
     assert_one_line_error(proc, "kcnn-export", "Nothing was replaced")
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no staging litter
-
-
-def test_an_export_removes_stale_temporaries_of_killed_runs(keras_file, tmp_path):
-    out = tmp_path / "model.onnx"
-    stale = tmp_path / ".model.onnx.tmp-killed"
-    fresh = tmp_path / ".model.onnx.staging-running"
-    for folder in (stale, fresh):
-        folder.mkdir()
-        (folder / "raw.onnx").write_bytes(b"partial")
-    old = os.path.getmtime(stale) - 2 * 3600
-    os.utime(stale, (old, old))
-    proc = run_cli("kcnn-export", keras_file, out)
-    assert proc.returncode == 0, proc.stderr
-    assert out.exists() and not stale.exists() and fresh.exists()
