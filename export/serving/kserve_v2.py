@@ -26,12 +26,12 @@ requests are not supported (400/415); gRPC is :mod:`kcnn.export.serving.grpc_ser
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
 from kcnn.export.serving.requests import RequestError
+from kcnn.export.serving.v2_json import parse_header
 
 #: The one datatype the model takes and gives.
 DATATYPE = "FP32"
@@ -79,7 +79,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
                                     f"of {len(body)} bytes")
         json_part, tail = body[:int(text)], body[int(text):]
     try:
-        header = json.loads(json_part)
+        header = parse_header(json_part)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RequestError(400, f"inference request header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -123,6 +123,11 @@ def _tensor_data(tensor: dict, shape: list[int], tail: bytes, offset: int):
         array = np.frombuffer(tail, dtype="<f4", count=count, offset=offset)
         return array.reshape(shape).astype(np.float32), offset + size
     data = tensor.get("data")
+    if isinstance(data, np.ndarray):  # the fast JSON route's float32 array (v2_json)
+        if data.size != count:
+            raise RequestError(400, f"input 'data' holds {data.size} values; shape {shape} needs "
+                                    f"{count}")
+        return data.reshape(shape), offset
     if not isinstance(data, list):
         raise RequestError(400, "input has neither 'data' (a list) nor "
                                 "parameters.binary_data_size")
@@ -178,7 +183,8 @@ def parse_infer_request(header: dict, tail: bytes, model, max_instances: int):
 
 def infer_response(model, version: str, logits: np.ndarray, selected, request_id):
     """The V2 response: JSON, or JSON header + binary tail when an output asks for binary."""
-    from starlette.responses import JSONResponse, Response
+    import orjson
+    from starlette.responses import Response
 
     logits = np.ascontiguousarray(logits, dtype="<f4")
     outputs, tail = [], []
@@ -194,9 +200,9 @@ def infer_response(model, version: str, logits: np.ndarray, selected, request_id
     body = {"model_name": model.name, "model_version": version, "outputs": outputs}
     if request_id is not None:
         body["id"] = request_id
+    head = orjson.dumps(body)
     if not tail:
-        return JSONResponse(body)
-    head = json.dumps(body, separators=(",", ":")).encode()
+        return Response(head, media_type="application/json")
     return Response(head + b"".join(tail), media_type="application/octet-stream",
                     headers={HEADER_LENGTH: str(len(head))})
 

@@ -135,7 +135,23 @@ def _hostile_bodies():
     multipart = st.binary(max_size=64).map(
         lambda junk: b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\""
                      b"\r\n\r\n" + junk + b"\r\n--xyz--\r\n")
-    return st.one_of(st.binary(max_size=300), mutated, json_like, multipart)
+    v2_tensors = st.tuples(
+        st.sampled_from([[1, 28, 28, 1], [1, 28, 28], [2, 28, 28, 1], [1, 784]]),
+        st.sampled_from(["flat", "nested", "ragged"]),
+        st.floats(width=32) | st.sampled_from([1e39, -1e39])).map(_v2_json_tensor)
+    return st.one_of(st.binary(max_size=300), mutated, json_like, multipart, v2_tensors)
+
+
+def _v2_json_tensor(args):
+    """A KServe V2 JSON tensor request (flat, nested or ragged data; NaN, huge or odd shapes)."""
+    shape, layout, value = args
+    data = np.full((1, 28, 28, 1), value).tolist()
+    if layout == "flat":
+        data = np.ravel(data).tolist()
+    elif layout == "ragged":
+        data[0][0].pop()
+    return json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": shape,
+                                   "data": data}]}).encode()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
