@@ -28,7 +28,10 @@ def build_parser() -> Parser:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="v1",
                         help="route and request format: v1 (POST /v1/predict with the file, "
                              "default), tfserving (b64 instance), v2 (KServe V2 binary tensor "
-                             "of the model's input shape; the file is not sent)")
+                             "of the model's input shape; the file is not sent), v2json (the "
+                             "same tensor as JSON), grpc (KServe V2 gRPC, see --grpc-address)")
+    parser.add_argument("--grpc-address", metavar="HOST:PORT", default=None,
+                        help="the server's gRPC address (its --grpc-port), for --protocol grpc")
     return parser
 
 
@@ -40,7 +43,8 @@ def run(args) -> int:
         body = handle.read()
     try:
         result = run_load(args.url, body, clients=args.clients, requests=args.requests,
-                          max_seconds=args.max_seconds, protocol=args.protocol)
+                          max_seconds=args.max_seconds, protocol=args.protocol,
+                          grpc_address=args.grpc_address)
     except ValueError as err:  # not a kcnn-serve server, or no metadata
         raise UsageError(str(err)) from None
     print(json.dumps(result, indent=2))

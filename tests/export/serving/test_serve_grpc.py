@@ -214,6 +214,17 @@ def test_fuzzed_requests_never_internal(server, body):
                 err.code(), err.details(), body[:80])
 
 
+def test_loadtest_over_grpc(server):
+    from kcnn.export.loadtest import run_load
+
+    result = run_load(server.url, b"", clients=4, requests=24, protocol="grpc",
+                      grpc_address=server.grpc, max_seconds=60)
+    assert result["requests"] == 24 and result["errors"] == 0, result
+    assert result["statuses"] == {"200": 24} and result["p99_ms"] > 0
+    with pytest.raises(ValueError, match="grpc_address"):
+        run_load(server.url, b"", protocol="grpc")
+
+
 def test_taken_grpc_port_is_a_usage_error(onnx_path, server):
     port = server.grpc.rsplit(":", 1)[1]
     done = subprocess.run([*serve_command(), str(onnx_path), "--port", "0", "--grpc-port", port],

@@ -332,7 +332,7 @@ def test_a_model_failing_in_onnxruntime_is_refused_at_start_up(onnx_path, tmp_pa
 
 
 # --- the load generator speaks every protocol --------------------------------------------
-@pytest.mark.parametrize("protocol", ["v1", "tfserving", "v2"])
+@pytest.mark.parametrize("protocol", ["v1", "tfserving", "v2", "v2json"])
 def test_loadtest_on_every_protocol(server, protocol):
     from kcnn.export.loadtest import run_load
 
