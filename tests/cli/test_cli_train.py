@@ -51,7 +51,7 @@ def test_help_documents_every_option():
     for option in ("--model", "--conv", "--dataset", "--recipe", "--epochs", "--batch-size",
                    "--lr", "--optimizer", "--seed", "--out", "--resume", "--no-export",
                    "--mixed-precision", "--jit-compile", "--distribute", "--image-size",
-                   "--early-stopping", "--steps-per-execution"):
+                   "--early-stopping", "--steps-per-execution", "--resize", "--augment"):
         assert option in proc.stdout
 
 
@@ -67,6 +67,7 @@ def test_help_documents_every_option():
         (["--recipe", "fast"], "--recipe: invalid choice: 'fast'"),
         (["--conv", "fft"], "--conv: invalid choice"),
         (["--distribute", "ring"], "--distribute: invalid choice"),
+        (["--augment", "mixup"], "--augment: invalid choice: 'mixup'"),
         (["--colour"], "unrecognized arguments: --colour"),
         (["--resume"], "--resume: no run to resume"),
         (["--resume", "--out", "nowhere"], "--resume: no run to resume in nowhere"),
@@ -87,9 +88,11 @@ def test_bad_usage_exits_2_with_one_line(tmp_path, args, fragment):
         (["--model", "resnet"], "unknown model 'resnet'; available: alexnet"),
         (["--dataset", "imagenet"], "unknown data set spec 'imagenet'"),
         (["--dataset", "npz:missing.npz"], "missing.npz"),
+        (["--dataset", "folder:imgs"], "imgs/cat: class folder 'cat' holds no image files"),
     ],
 )
 def test_bad_names_exit_2_with_one_line(tmp_path, args, fragment):
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)  # an empty class
     assert_one_line_error(run(args + ["--out", "r"], cwd=tmp_path), 2, fragment)
 
 
@@ -141,15 +144,18 @@ def _prepare(kind, tmp_path, rng):
     if kind == "idx":
         _write_idx(tmp_path / "idx", _arrays(rng), gz=False)
         return f"idx:{tmp_path / 'idx'}", {}, 4
-    if kind == "folder":
+    if kind == "folder":  # photos come in every size and format; one file is broken
         from PIL import Image
 
         for split in ("train", "test"):
             for label in ("cat", "dog"):
                 (tmp_path / "imgs" / split / label).mkdir(parents=True)
                 for i in range(6 if split == "train" else 2):
-                    pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
-                    Image.fromarray(pixels).save(tmp_path / "imgs" / split / label / f"{i}.png")
+                    height, width = rng.integers(12, 40, 2)
+                    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                    ext = (".png", ".jpg", ".gif", ".bmp")[i % 4]
+                    Image.fromarray(pixels).save(tmp_path / "imgs" / split / label / f"{i}{ext}")
+        (tmp_path / "imgs" / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
         return f"folder:{tmp_path / 'imgs'}", {}, 2
     if kind == "fashion_mnist":  # the real keras.datasets loader, reading a prepared cache
         a = _arrays(rng, 40, 10, (28, 28))
@@ -204,6 +210,14 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
         assert logits.shape == (2, classes)
     else:
         assert "onnx" not in report
+    assert report["data"]["augment"] == "none"  # LeNet's recipes do not augment
+    if kind == "folder":
+        broken = str(tmp_path / "imgs" / "train" / "cat" / "broken.jpg")
+        assert report["data"]["resize"] == "crop"  # photos keep their aspect ratio
+        assert report["data"]["skipped_files"] == [broken] and report["data"]["skipped"] == 1
+        warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: skipped")]
+        assert len(warned) == 1 and broken in warned[0]
+        assert report["num_train"] == 12 and report["num_test"] == 4
 
 
 def test_explicit_conv_with_the_d2l_recipe(tmp_path):

@@ -227,3 +227,33 @@ def test_progress_bar_clamps_the_last_compiled_call(bar, seen, capsys):
     logger.on_epoch_begin(0)
     logger.on_train_batch_end(11, {"loss": 1.0})
     assert logger.seen == seen
+
+
+def _all(ds):
+    return np.concatenate([np.asarray(x) for x, _ in ds])
+
+
+def test_augmentation_reaches_the_training_split_only(tiny, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b", "c", "d"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            size = tuple(int(v) for v in rng.integers(10, 30, 2))
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                tmp_path / c / f"{i}.png")
+    folder = kdata.load(f"folder:{tmp_path}", test_fraction=0.34)
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(4)])
+    augmented = _recipe(augment="flip-crop-color")
+    plain = _recipe(augment="none")
+    for source in (tiny, folder):  # arrays (every backend: tf.data when augmenting) and files
+        train_a, test_a = train.make_datasets(model, source, augmented, seed=1)
+        train_p, test_p = train.make_datasets(model, source, plain, seed=1)
+        again, _ = train.make_datasets(model, source, augmented, seed=1)
+        np.testing.assert_array_equal(_all(test_a), _all(test_p))
+        first = _all(train_a)
+        assert first.shape == _all(train_p).shape and first.shape[1:] == (16, 16, 1)
+        assert not np.allclose(np.sort(first.ravel()), np.sort(_all(train_p).ravel()))
+        np.testing.assert_array_equal(first, _all(again))
