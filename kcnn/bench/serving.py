@@ -1,10 +1,15 @@
-"""``kcnn-bench --section serving``: ``kcnn-serve`` under concurrent load on loopback.
+"""``kcnn-bench --section serving``: ``kcnn-serve`` under concurrent load on loopback, every protocol.
 
 A child process exports an (untrained — speed does not depend on the weights) LeNet to ONNX and
-writes one 28x28 PNG digit. ``kcnn-serve`` then serves it on 127.0.0.1 at an ephemeral port and
-``kcnn.export.loadtest.run_load`` drives it with 32 clients, each POSTing the PNG over a
-keep-alive connection, for a bounded number of requests (after a short warm-up run). Reported:
-requests/s, images/s, p50/p90/p99 latency, errors, and the server's mean micro-batch size.
+writes one 28x28 PNG digit. ``kcnn-serve --grpc-port 0`` then serves it on 127.0.0.1 and
+``kcnn.export.loadtest.run_load`` drives it with 32 clients (threads, one keep-alive connection or
+gRPC channel each) for a bounded number of requests per protocol, after a short warm-up: ``v1``
+(``POST /v1/predict``, the PNG), ``v2`` (KServe V2 binary tensor), ``v2json`` (KServe V2 JSON
+tensor, a flat ``data`` list), ``tfserving`` (b64 PNG instance) and ``grpc`` (KServe V2 gRPC,
+``raw_input_contents``). Reported per protocol: requests/s, images/s, p50/p90/p99 latency,
+errors, the server's mean micro-batch size and its CPU time per image (user + system time of the
+server process over the run, from ``/proc``; the load generator runs on the same cores, so
+throughput is shared with it, but the CPU per image is the server's alone).
 """
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ import urllib.request
 from kcnn.bench import common as bench
 
 CLIENTS = 32
-REQUESTS = {"full": 5000, "tiny": 300}
+REQUESTS = {"full": 3000, "tiny": 200}
 WARMUP_REQUESTS = 64
-TARGETS = {"images_per_s": 1000.0, "p99_ms": 50.0, "errors": 0}
+PROTOCOLS = ("v1", "v2", "v2json", "tfserving", "grpc")
+#: Server CPU milliseconds per image each protocol should stay under (issue 21's targets).
+CPU_TARGETS_MS = {"v1": 1.0, "v2": 0.5, "v2json": 0.8, "tfserving": 1.0, "grpc": 0.5}
+TARGETS = {"p99_ms": 50.0, "errors": 0, "json_vs_binary_cpu": 1.5}
 
 
 def child_export(spec):
@@ -48,12 +56,12 @@ def child_export(spec):
     return {"onnx": onnx_path, "png": png_path}
 
 
-def _wait_for_url(proc, timeout):
-    """Read the server's stdout until its ``serving PATH on URL`` line; return the URL."""
+def _wait_for_addresses(proc, timeout):
+    """Read the server's stdout until ``serving PATH on URL`` and ``grpc on HOST:PORT``."""
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     deadline = time.monotonic() + timeout
-    seen = []
+    seen, url = [], None
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             line = lines.get(timeout=0.5)
@@ -61,10 +69,30 @@ def _wait_for_url(proc, timeout):
             continue
         seen.append(line.strip())
         if line.startswith("serving ") and " on http" in line:
-            return line.rsplit(" on ", 1)[1].strip()
+            url = line.rsplit(" on ", 1)[1].strip()
+        elif line.startswith("grpc on ") and url is not None:
+            return url, line.removeprefix("grpc on ").strip()
     _stop(proc)
     err = proc.stderr.read()
     raise bench.BenchError(f"kcnn-serve did not start: {(err or ' '.join(seen)).strip()[-300:]}")
+
+
+def _cpu_seconds(pid) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stats(url):
+    try:
+        with urllib.request.urlopen(url + "/v1/stats", timeout=10) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
 
 
 def _stop(proc):
@@ -77,9 +105,50 @@ def _stop(proc):
             proc.wait()
 
 
-def run(ctx) -> dict:
+def _measure(proc, url, grpc, body, protocol, requests):
+    """One protocol's load run: the load report plus server CPU per image and mean batch."""
     from kcnn.export.loadtest import run_load
 
+    common = {"clients": CLIENTS, "content_type": "image/png", "protocol": protocol,
+              "grpc_address": grpc}
+    run_load(url, body, requests=WARMUP_REQUESTS, **common)
+    before, cpu_before = _stats(url), _cpu_seconds(proc.pid)
+    load = run_load(url, body, requests=requests, max_seconds=300, **common)
+    after, cpu_after = _stats(url), _cpu_seconds(proc.pid)
+    images = after.get("images", 0) - before.get("images", 0)
+    calls = after.get("calls", 0) - before.get("calls", 0)
+    row = {"protocol": protocol, **{k: v for k, v in load.items()
+                                    if k not in ("statuses", "failures", "protocol")}}
+    row["mean_batch_size"] = images / calls if calls else None
+    row["server_cpu_ms_per_image"] = (1000.0 * (cpu_after - cpu_before) / images
+                                      if cpu_before is not None and images else None)
+    return row, load
+
+
+def _checks(rows):
+    by_protocol = {row["protocol"]: row for row in rows}
+    checks = []
+    for row in rows:
+        cpu, target = row["server_cpu_ms_per_image"], CPU_TARGETS_MS[row["protocol"]]
+        checks += [
+            {"figure": f"{row['protocol']} server CPU ms/image", "value": cpu,
+             "target": f"<= {target:g}", "meets_target": cpu is not None and cpu <= target},
+            {"figure": f"{row['protocol']} p99 ms", "value": row["p99_ms"],
+             "target": f"<= {TARGETS['p99_ms']:g}",
+             "meets_target": row["p99_ms"] is not None and row["p99_ms"] <= TARGETS["p99_ms"]},
+            {"figure": f"{row['protocol']} errors", "value": row["errors"], "target": "0",
+             "meets_target": row["errors"] == 0}]
+    json_cpu = by_protocol.get("v2json", {}).get("server_cpu_ms_per_image")
+    binary_cpu = by_protocol.get("v2", {}).get("server_cpu_ms_per_image")
+    if json_cpu and binary_cpu:
+        ratio = json_cpu / binary_cpu
+        checks.append({"figure": "V2 JSON / V2 binary server CPU", "value": ratio,
+                       "target": f"<= {TARGETS['json_vs_binary_cpu']:g}",
+                       "meets_target": ratio <= TARGETS["json_vs_binary_cpu"]})
+    return checks
+
+
+def run(ctx) -> dict:
     backend = ctx.backends[0]
     ctx.say(f"[serving] exporting LeNet on {backend}")
     files = bench.run_child("serving:export", {"workdir": ctx.workdir}, backend=backend,
@@ -87,44 +156,30 @@ def run(ctx) -> dict:
     with open(files["png"], "rb") as f:
         body = f.read()
     command = bench.console_command("kcnn-serve", "kcnn.cli.serve:main")
-    proc = subprocess.Popen(command + [files["onnx"], "--host", "127.0.0.1", "--port", "0"],
+    proc = subprocess.Popen(command + [files["onnx"], "--host", "127.0.0.1", "--port", "0",
+                                       "--grpc-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    rows, statuses, failures = [], {}, {}
     try:
-        url = _wait_for_url(proc, 120)
-        ctx.say(f"[serving] {url}: {CLIENTS} clients, {REQUESTS[ctx.size]} requests")
-        run_load(url, body, clients=CLIENTS, requests=WARMUP_REQUESTS, content_type="image/png")
-        load = run_load(url, body, clients=CLIENTS, requests=REQUESTS[ctx.size],
-                        content_type="image/png", max_seconds=300)
-        try:
-            with urllib.request.urlopen(url + "/v1/stats", timeout=10) as response:
-                stats = json.loads(response.read())
-        except (OSError, ValueError):
-            stats = None
+        url, grpc = _wait_for_addresses(proc, 120)
+        for protocol in PROTOCOLS:
+            ctx.say(f"[serving] {protocol}: {CLIENTS} clients, {REQUESTS[ctx.size]} requests")
+            row, load = _measure(proc, url, grpc, body, protocol, REQUESTS[ctx.size])
+            rows.append({"model": "lenet", "onnx_exported_on": backend, **row})
+            statuses[protocol], failures[protocol] = load["statuses"], load["failures"]
     finally:
         _stop(proc)
-    row = {"model": "lenet", "onnx_exported_on": backend, **{k: v for k, v in load.items()
-                                                              if k not in ("statuses",
-                                                                           "failures")}}
-    if isinstance(stats, dict):
-        batcher = stats.get("batcher", stats)
-        row["mean_batch_size"] = batcher.get("mean_batch_size")
-    checks = [{"figure": "images/s", "value": row["images_per_s"],
-               "target": f">= {TARGETS['images_per_s']:g}",
-               "meets_target": row["images_per_s"] >= TARGETS["images_per_s"]},
-              {"figure": "p99 ms", "value": row["p99_ms"], "target": f"<= {TARGETS['p99_ms']:g}",
-               "meets_target": row["p99_ms"] is not None and row["p99_ms"] <= TARGETS["p99_ms"]},
-              {"figure": "errors", "value": row["errors"], "target": "0",
-               "meets_target": row["errors"] == 0}]
     return {
-        "rows": [row],
-        "statuses": load["statuses"],
-        "failures": load["failures"],
-        "targets": checks,
+        "rows": rows,
+        "statuses": statuses,
+        "failures": failures,
+        "targets": _checks(rows),
         "tables": [
-            {"rows": "rows", "title": f"kcnn-serve, {CLIENTS} clients, PNG bodies, loopback",
-             "columns": ["model", "requests", "errors", "requests_per_s", "images_per_s",
-                         "p50_ms", "p90_ms", "p99_ms", "mean_batch_size"]},
+            {"rows": "rows", "title": f"kcnn-serve, {CLIENTS} clients per protocol, loopback "
+                                      "(load generator on the same cores)",
+             "columns": ["protocol", "requests", "errors", "requests_per_s", "images_per_s",
+                         "p50_ms", "p99_ms", "mean_batch_size", "server_cpu_ms_per_image"]},
             {"rows": "targets", "columns": ["figure", "value", "target", "meets_target"]},
         ],
     }

@@ -175,10 +175,14 @@ def _check_inference(section):
 
 
 def _check_serving(section):
-    (row,) = section["rows"]
-    assert row["requests"] == 300 and row["errors"] == 0
-    assert row["images_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
-    assert section["statuses"] == {"200": 300}
+    protocols = ["v1", "v2", "v2json", "tfserving", "grpc"]
+    assert [row["protocol"] for row in section["rows"]] == protocols
+    for row in section["rows"]:
+        assert row["requests"] == 200 and row["errors"] == 0
+        assert row["images_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["server_cpu_ms_per_image"] > 0 and row["mean_batch_size"] >= 1
+    assert section["statuses"] == {protocol: {"200": 200} for protocol in protocols}
+    assert any(check["figure"] == "V2 JSON / V2 binary server CPU" for check in section["targets"])
 
 
 def _check_train(section):
