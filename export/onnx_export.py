@@ -2,9 +2,12 @@
 
 The graph comes from Keras's own exporter (``model.export(format="onnx")``), which uses tf2onnx
 on TensorFlow, jax2onnx on JAX and ``torch.onnx`` (TorchScript, because the batch axis is
-dynamic) on PyTorch. The result is then standardised with the ``onnx`` API: I/O names and
-shapes, kcnn metadata, producer, a backend quirk fix (see ``graph.fix_high_rank_pooling``),
-and ``onnx.checker.check_model(full_check=True)``.
+dynamic) on PyTorch. kcnn's explicit layers reach the exporter lowered to Keras's built-in ones
+(:mod:`kcnn.export.lowering`), so they are written as ONNX ``Conv`` / ``MaxPool`` /
+``AveragePool``; ``explicit_graph=True`` keeps the formula spelled out instead. The result is
+then standardised with the ``onnx`` API: I/O names and shapes, kcnn metadata, producer, backend
+quirk fixes (``graph.fix_high_rank_pooling``, ``pad_folding.fold_pads``), and
+``onnx.checker.check_model(full_check=True)``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import numpy as np
 import onnx
 
 from kcnn.export import graph as graph_ops
+from kcnn.export import lowering
 from kcnn.export import metadata as meta
 from kcnn.export import quantize as quant
+from kcnn.export.pad_folding import fold_pads
 from kcnn.export.staging import staging_dir
 
 #: Opset used when ``opset=None`` (the same on every backend, accepted by current runtimes).
@@ -184,7 +189,28 @@ def _load_core_jax2onnx_plugins():
     return True
 
 
-def _keras_export(model, raw_path, input_shape, opset):
+def exported_model(model, explicit_graph=False):
+    """``(the model handed to the backend's exporter, its kcnn.graph form)``.
+
+    By default kcnn's explicit layers are lowered to built-in ones (:func:`kcnn.export.lowering.lower`);
+    a model that cannot be cloned (subclassed) is exported as it is, with a warning.
+    """
+    if not isinstance(explicit_graph, bool):
+        raise TypeError(f"explicit_graph must be True or False; received {explicit_graph!r}.")
+    if explicit_graph:
+        return model, "explicit"
+    try:
+        return lowering.lower(model), "operators"
+    except lowering.LoweringError as err:
+        warnings.warn(f"{err} Its explicit layers are exported as the spelled-out formula "
+                      "(slower in onnxruntime).", stacklevel=3)
+        return model, "explicit"
+
+
+def _keras_export(model, raw_path, input_shape, opset, explicit_graph=False):
+    """Run Keras's exporter on ``model`` (lowered unless ``explicit_graph``); returns the
+    ``kcnn.graph`` form written."""
+    model, form = exported_model(model, explicit_graph)
     spec = keras.InputSpec(shape=(None, *input_shape), dtype="float32", name=graph_ops.INPUT_NAME)
     with _quiet_converters():
         partial_plugins = keras.backend.backend() == "jax" and _load_core_jax2onnx_plugins()
@@ -199,6 +225,7 @@ def _keras_export(model, raw_path, input_shape, opset):
             plugin_system._already_imported_plugins = False
             model.export(str(raw_path), format="onnx", verbose=False, input_signature=[spec],
                          opset_version=opset)
+    return form
 
 
 def _smoke_test(path, input_shape, num_classes):
@@ -244,33 +271,36 @@ def _check_samples(samples, quantize, input_shape):
         raise ValueError("samples are only used with quantize='int8' or 'fp16'; received quantize=None.")
 
 
-def _convert(model, tmp, input_shape, opset):
-    """The backend converter's raw graph, loaded as a ``ModelProto``."""
+def _convert(model, tmp, input_shape, opset, explicit_graph):
+    """``(the backend converter's raw graph as a ModelProto, its kcnn.graph form)``."""
     try:
-        _keras_export(model, tmp / "raw.onnx", input_shape, opset)
-        return onnx.load(str(tmp / "raw.onnx"))
+        form = _keras_export(model, tmp / "raw.onnx", input_shape, opset, explicit_graph)
+        return onnx.load(str(tmp / "raw.onnx")), form
     except Exception as err:  # converters raise anything; report it as one error type
         raise ExportError(f"Keras ONNX export failed on the {keras.backend.backend()} backend: "
                           f"{type(err).__name__}: {err}") from err
 
 
-def _write(model, path, opset, values, input_shape, num_classes, quantize, samples):
+def _write(model, path, opset, values, input_shape, num_classes, quantize, samples,
+           explicit_graph=False):
     """Convert, standardise, stamp, check, (quantize), smoke-test in a temporary folder beside
     ``path``, then rename into place. Returns ``(proto, metadata values, quantization report)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with staging_dir(path, "tmp") as tmp:
         tmp = pathlib.Path(tmp)
-        proto = _convert(model, tmp, input_shape, opset)
+        proto, form = _convert(model, tmp, input_shape, opset, explicit_graph)
         exporter = " ".join(
             part for part in (proto.producer_name, *proto.producer_version.split()[:1]) if part)
-        values = {**values, meta.EXPORTER: exporter}
+        values = {**values, meta.EXPORTER: exporter, meta.GRAPH: form}
         final, report = tmp / "model.onnx", None
         try:
             graph_ops.standardize_io(proto, input_shape, num_classes)
             graph_ops.fix_high_rank_pooling(proto)
+            fold_pads(proto)
             graph_ops.check_domains(proto)
             graph_ops.finalize(proto, values)
             onnx.save(proto, str(final))
+            _check_against_keras(model, final, input_shape)
             if quantize is not None:
                 compressed = tmp / f"model.{quantize}.onnx"
                 report = quant.quantize_onnx(final, compressed, quantize, samples=samples)
@@ -282,8 +312,24 @@ def _write(model, path, opset, values, input_shape, num_classes, quantize, sampl
     return proto, values, report
 
 
+def _check_against_keras(model, path, input_shape, atol=1e-5):
+    """The float file reproduces the Keras model itself (the explicit layers, not their lowered
+    twins) on a random probe batch, within ``atol`` × (1 + max |output|)."""
+    import onnxruntime as ort
+
+    probe = np.random.default_rng(1).random((2, *input_shape), dtype=np.float32)
+    want = np.asarray(keras.ops.convert_to_numpy(model(probe, training=False)), np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run([graph_ops.OUTPUT_NAME], {graph_ops.INPUT_NAME: probe})
+    diff = float(np.max(np.abs(got - want)))
+    scale = 1.0 + float(np.max(np.abs(want)))
+    if not diff <= atol * scale:
+        raise ExportError(f"the exported graph does not reproduce the Keras model: max |diff| "
+                          f"{diff:.3g} > {atol * scale:.3g} on a probe batch.")
+
+
 def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, model_name=None,
-                conv=None, quantize=None, samples=None, explain=False):
+                conv=None, quantize=None, samples=None, explain=False, explicit_graph=False):
     """Export a Keras image classifier to an ONNX file that onnxruntime can serve alone.
 
     The file has one float32 input ``images`` of shape ``[batch, H, W, C]`` (``batch`` is a
@@ -311,6 +357,10 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         explain: also write :func:`kcnn.export.explain_path` of ``path`` (``model.explain.onnx``)
             with :func:`kcnn.export.export_explain`: the conv/pool activations and first kernel
             that ``kcnn-serve``'s page shows. ``path`` itself is the same either way.
+        explicit_graph: ``False`` (default): kcnn's explicit layers are written as the standard
+            ``Conv`` / ``MaxPool`` / ``AveragePool`` operators (same numbers, built-in speed);
+            ``True``: the cross-correlation formula spelled out node by node (slices, matmuls),
+            to read it in a graph viewer. The metadata's ``kcnn.graph`` says which.
 
     Returns:
         :class:`ExportResult`.
@@ -330,6 +380,8 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
     _check_samples(samples, quantize, input_shape)
     if not isinstance(explain, bool):
         raise TypeError(f"explain must be True or False; received {explain!r}.")
+    if not isinstance(explicit_graph, bool):
+        raise TypeError(f"explicit_graph must be True or False; received {explicit_graph!r}.")
     if explain:
         from kcnn.export.explain import explain_layers
 
@@ -345,7 +397,7 @@ def export_onnx(model, path, *, opset=None, labels=None, preprocessing=None, mod
         meta.OUTPUT: output_kind(model),
     }
     proto, values, report = _write(model, path, opset, values, input_shape, num_classes,
-                                   quantize, samples)
+                                   quantize, samples, explicit_graph)
     explained = None
     if explain:
         from kcnn.export.explain import export_explain
