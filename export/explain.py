@@ -2,22 +2,32 @@
 
 Beside ``model.onnx`` (one input ``images``, one output ``logits``) :func:`export_explain` writes
 ``model.explain.onnx``: the same network with the output of every 2-D convolution and pooling
-layer as an extra output (``features.0``, ``features.1``, … in network order), the ``logits``, and
-the first convolution's kernel as the constant output ``kernel``. Its ``kcnn.explain`` metadata
-(JSON) names each output's layer, kind, class and shape::
+layer as an extra output (``features.0``, ``features.1``, … in network order), the input of each
+such layer that is neither the image nor another listed output (``inputs.<i>``), the ``logits``,
+every convolution's kernel and bias as constant outputs (``kernel.<i>``, ``bias.<i>``) and the
+first convolution's kernel again as ``kernel``. Its ``kcnn.explain`` metadata (JSON) names each
+output's layer, kind, class and shape, and how each layer slides over its input::
 
-    {"version": 1,
+    {"version": 2,
      "layers": [{"output": "features.0", "name": "conv1", "kind": "conv", "class": "Conv2D",
-                 "shape": [28, 28, 6], "data_format": "channels_last"}, ...],
+                 "shape": [28, 28, 6], "data_format": "channels_last",
+                 "window": {"input": "images", "outline": "images", "kernel": "kernel.0",
+                            "bias": "bias.0", "size": [5, 5], "strides": [1, 1],
+                            "dilation": [1, 1], "groups": 1, "pads": [2, 2, 2, 2],
+                            "activation": "relu", ...}}, ...],
      "kernel": {"output": "kernel", "layer": "conv1", "shape": [5, 5, 1, 6], "layout": "HWIO"},
      "logits": "logits"}
 
+The window geometry comes from the Keras layers (:mod:`kcnn.export.window_specs`). Kernels and
+biases are constant outputs rather than metadata: float32 bytes, exact and compact (a VGG layer's
+3×3×512×512 kernel would be megabytes of JSON text), read once by the server.
+
 The graph comes from the same exporter as :func:`kcnn.export.export_onnx` (tf2onnx, jax2onnx or
-``torch.onnx``) applied to ``keras.Model(model.inputs, [layer outputs..., model.output])``, so it
-works for any functional or Sequential image classifier built from Keras or ``kcnn.layers``
-convolution and pooling layers. Converters order and name multi-output graphs their own way, so
-each raw output is matched to its Keras tensor by value on a probe batch before it is renamed.
-The served ``model.onnx`` is left as it is: :mod:`kcnn.export.explainer` runs this second file.
+``torch.onnx``) applied to ``keras.Model(model.inputs, [tensors..., model.output])``, so it works
+for any functional or Sequential image classifier built from Keras or ``kcnn.layers`` convolution
+and pooling layers. Converters order and name multi-output graphs their own way, so each raw
+output is matched to its Keras tensor by value on a probe batch before it is renamed. The served
+``model.onnx`` is left as it is: :mod:`kcnn.export.explainer` runs this second file.
 """
 
 from __future__ import annotations
@@ -33,7 +43,9 @@ from onnx import helper, numpy_helper
 from kcnn.export import graph as graph_ops
 from kcnn.export import metadata as meta
 from kcnn.export import onnx_export as ox
-from kcnn.export.explainer import FORMAT_VERSION, KERNEL_OUTPUT, explain_path, feature_output
+from kcnn.export import window_specs
+from kcnn.export.explainer import (FORMAT_VERSION, KERNEL_OUTPUT, explain_path,
+                                     feature_output)
 from kcnn.export.staging import staging_dir
 
 __all__ = ["explain_layers", "explain_model", "export_explain", "explain_path"]
@@ -88,22 +100,109 @@ def explain_model(model):
                        name=f"{model.name}_explain")
 
 
-def _layer_entry(index, layer, kind):
-    shape = [int(d) for d in layer.output.shape[1:]]
-    return {"output": feature_output(index), "name": layer.name, "kind": kind,
-            "class": type(layer).__name__, "shape": shape,
-            "data_format": getattr(layer, "data_format", None) or "channels_last"}
+def _spatial(tensor, data_format):
+    shape = tensor.shape
+    return tuple(shape[2:4] if data_format == "channels_first" else shape[1:3])
 
 
-def _first_kernel(layers):
-    """``(layer, kernel as float32 HWIO array)`` of the first convolution with a kernel, or None."""
-    for layer, kind in layers:
-        kernel = getattr(layer, "kernel", None) if kind == "conv" else None
-        if kernel is not None:
-            value = np.asarray(keras.ops.convert_to_numpy(kernel), dtype=np.float32)
-            if value.ndim == 4:
-                return layer, value
-    return None
+class _Plan:
+    """The explain file's outputs and metadata for ``model`` (see the module docstring)."""
+
+    def __init__(self, model):
+        self.layers = explain_layers(model)
+        image = model.inputs[0]
+        produced = [(layer.output, feature_output(i), layer.name, getattr(
+            layer, "data_format", None) or "channels_last") for i, (layer, _) in enumerate(self.layers)]
+        self.extra = []       # (output name, Keras tensor): layer inputs that are not listed yet
+        self.constants = []   # (output name, float32 array): kernels and biases
+        self.entries = []
+        self.first_kernel = None
+        for index, (layer, kind) in enumerate(self.layers):
+            entry = {"output": feature_output(index), "name": layer.name, "kind": kind,
+                     "class": type(layer).__name__,
+                     "shape": [int(d) for d in layer.output.shape[1:]],
+                     "data_format": getattr(layer, "data_format", None) or "channels_last"}
+            spec = window_spec_or_none(layer, kind)
+            if spec is not None:
+                source = (window_specs.conv_source(layer)[0] if kind == "conv" else layer.input)
+                base, permutes = _through_permutes(source)
+                spec["input"] = self._source_name(base, image, produced, index)
+                spec["input_permutes"] = permutes
+                spec["outline"] = self._outline(base, source, image, produced, index,
+                                                entry["data_format"])
+                if kind == "conv":
+                    kernel, bias = window_specs.conv_weights(layer)
+                    spec["kernel"] = f"{KERNEL_OUTPUT}.{index}"
+                    self.constants.append((spec["kernel"], kernel))
+                    spec["bias"] = None if bias is None else f"bias.{index}"
+                    if bias is not None:
+                        self.constants.append((spec["bias"], bias))
+                    if self.first_kernel is None:
+                        self.first_kernel = (layer, spec["kernel"], kernel)
+            entry["window"] = spec
+            self.entries.append(entry)
+
+    def _source_name(self, source, image, produced, index):
+        if source is image:
+            return graph_ops.INPUT_NAME
+        for tensor, name, _, _ in produced[:index]:
+            if source is tensor:
+                return name
+        for name, tensor in self.extra:
+            if source is tensor:
+                return name
+        name = f"inputs.{index}"
+        self.extra.append((name, source))
+        return name
+
+    @staticmethod
+    def _outline(base, source, image, produced, index, data_format):
+        """The shown map (a layer's name or ``"images"``) to outline the window on, or None.
+
+        The source itself when it is shown; else the nearest earlier shown map of the same height
+        and width (e.g. a conv's output before a BatchNormalization), else the image if it fits.
+        """
+        if base is image:
+            return "images"
+        hw = _spatial(source, data_format)
+        for tensor, _, name, fmt in reversed(produced[:index]):
+            if base is tensor:
+                return name
+        for tensor, _, name, fmt in reversed(produced[:index]):
+            if _spatial(tensor, fmt) == hw:
+                return name
+        return "images" if tuple(image.shape[1:3]) == hw else None
+
+    def model(self, model):
+        """The multi-output Keras model: features, extra inputs, logits."""
+        outputs = ([layer.output for layer, _ in self.layers] + [t for _, t in self.extra]
+                   + list(model.outputs))
+        return keras.Model(model.inputs, outputs, name=f"{model.name}_explain")
+
+
+def _through_permutes(tensor):
+    """``(base tensor, [Permute dims applied to it, in order])``: layout-only layers skipped.
+
+    A window source made by ``Permute`` (a channels_first block inside a channels_last model) is
+    read from the permuted tensor's own output, so the explain graph needs no output for a
+    transpose (converters may fold such a transpose away, output included).
+    """
+    permutes = []
+    while True:
+        history = getattr(tensor, "_keras_history", None)
+        producer = history[0] if history else None
+        if not isinstance(producer, keras.layers.Permute):
+            return tensor, permutes[::-1]
+        permutes.append([int(d) for d in producer.dims])
+        tensor = producer.input
+
+
+def window_spec_or_none(layer, kind):
+    """:func:`kcnn.export.window_specs.window_spec`, or None where a layer has no window view."""
+    try:
+        return window_specs.window_spec(layer, kind)
+    except (AttributeError, TypeError, ValueError):  # a layer class with other attributes
+        return None
 
 
 def _match_outputs(proto, expected, probe):
@@ -134,15 +233,25 @@ def _match_outputs(proto, expected, probe):
     return matched
 
 
-def _standardize(proto, raw_names, entries, num_classes, input_shape, kernel):
-    """Rename input/outputs, stamp shapes, order outputs, add the constant ``kernel`` output."""
+def _add_constant(graph, name, value, node_name):
+    graph_ops._free_name(graph, name)
+    const = f"{name}__value"
+    graph_ops._free_name(graph, const)
+    graph.initializer.append(numpy_helper.from_array(value, const))
+    graph.node.append(helper.make_node("Identity", [const], [name], name=node_name))
+    graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                      list(value.shape)))
+    return const
+
+
+def _standardize(proto, raw_names, wanted, shapes, input_shape, plan):
+    """Rename input/outputs, stamp shapes, order outputs, add the constant kernel/bias outputs."""
     graph = proto.graph
     initializers = {init.name for init in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     if len(inputs) != 1:
         raise ox.ExportError(f"the explain graph has inputs {[v.name for v in inputs]}; "
                              "expected exactly one.")
-    wanted = [e["output"] for e in entries] + [graph_ops.OUTPUT_NAME]
     renames = [(inputs[0].name, graph_ops.INPUT_NAME)] + list(zip(raw_names, wanted))
     for i, (old, _) in enumerate(renames):  # two passes: a raw name may be a wanted name
         graph_ops._rename_everywhere(graph, old, f"__kcnn_explain_{i}")
@@ -151,19 +260,19 @@ def _standardize(proto, raw_names, entries, num_classes, input_shape, kernel):
         graph_ops._rename_everywhere(graph, f"__kcnn_explain_{i}", new)
     by_name = {o.name: o for o in graph.output}
     ordered = [onnx.ValueInfoProto.FromString(by_name[n].SerializeToString()) for n in wanted]
-    for value, entry in zip(ordered, entries):
-        graph_ops._set_shape(value, [graph_ops.BATCH_DIM, *entry["shape"]])
-    graph_ops._set_shape(ordered[-1], [graph_ops.BATCH_DIM, num_classes])
+    for value, shape in zip(ordered, shapes):
+        graph_ops._set_shape(value, [graph_ops.BATCH_DIM, *shape])
     graph_ops._set_shape(graph.input[[v.name for v in graph.input].index(graph_ops.INPUT_NAME)],
                          [graph_ops.BATCH_DIM, *input_shape])
     del graph.output[:]
     graph.output.extend(ordered)
-    if kernel is not None:
+    sources = {}
+    for name, value in plan.constants:
+        sources[name] = _add_constant(graph, name, value, f"kcnn_explain_{name}")
+    if plan.first_kernel is not None:  # the first kernel again, from the same initializer
+        _, output, kernel = plan.first_kernel
         graph_ops._free_name(graph, KERNEL_OUTPUT)
-        const = f"{KERNEL_OUTPUT}__value"
-        graph_ops._free_name(graph, const)
-        graph.initializer.append(numpy_helper.from_array(kernel, const))
-        graph.node.append(helper.make_node("Identity", [const], [KERNEL_OUTPUT],
+        graph.node.append(helper.make_node("Identity", [sources[output]], [KERNEL_OUTPUT],
                                            name="kcnn_explain_kernel"))
         graph.output.append(helper.make_tensor_value_info(KERNEL_OUTPUT, onnx.TensorProto.FLOAT,
                                                           list(kernel.shape)))
@@ -202,11 +311,10 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
     model_name = model.name if model_name is None else model_name
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"model_name must be a non-empty string; received {model_name!r}.")
-    layers = explain_layers(model)
-    entries = [_layer_entry(i, layer, kind) for i, (layer, kind) in enumerate(layers)]
-    first = _first_kernel(layers)
-    kernel = None if first is None else first[1]
-    multi = explain_model(model)
+    plan = _Plan(model)
+    multi = plan.model(model)
+    wanted = ([e["output"] for e in plan.entries] + [name for name, _ in plan.extra]
+              + [graph_ops.OUTPUT_NAME])
     probe = np.random.default_rng(0).random((2, *input_shape), dtype=np.float32)
     with ox._quiet_converters():  # Keras warns that the input is not passed by its name
         expected = [np.asarray(keras.ops.convert_to_numpy(t), np.float32)
@@ -226,12 +334,14 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
         try:
             graph_ops.fix_high_rank_pooling(proto)
             raw_names = _match_outputs(proto, expected, probe)
-            _standardize(proto, raw_names, entries, num_classes, input_shape, kernel)
+            _standardize(proto, raw_names, wanted, [e.shape[1:] for e in expected],
+                         input_shape, plan)
             graph_ops.check_domains(proto)
-            description = {"version": FORMAT_VERSION, "layers": entries,
+            description = {"version": FORMAT_VERSION, "layers": plan.entries,
                            "logits": graph_ops.OUTPUT_NAME, "kernel": None}
-            if first is not None:
-                description["kernel"] = {"output": KERNEL_OUTPUT, "layer": first[0].name,
+            if plan.first_kernel is not None:
+                layer, _, kernel = plan.first_kernel
+                description["kernel"] = {"output": KERNEL_OUTPUT, "layer": layer.name,
                                          "shape": list(kernel.shape), "layout": "HWIO"}
             graph_ops.finalize(proto, {
                 meta.LABELS: labels, meta.PREPROCESSING: preprocessing, meta.MODEL: model_name,
@@ -242,18 +352,20 @@ def export_explain(model, path=None, *, onnx_path=None, opset=None, labels=None,
             raise ox.ExportError(str(err)) from err
         final = pathlib.Path(tmp) / "explain.onnx"
         onnx.save(proto, str(final))
-        _check_written(final, expected, probe)
+        _check_written(final, dict(zip(wanted, expected)) | dict(plan.constants), probe)
         os.replace(final, path)
     return path
 
 
 def _check_written(path, expected, probe):
-    """The final file, run in onnxruntime, reproduces every Keras tensor (order included)."""
+    """The final file, run in onnxruntime, reproduces every Keras tensor and weight by name."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs() if o.name != KERNEL_OUTPUT]
-    for name, got, want in zip(names, session.run(names, {graph_ops.INPUT_NAME: probe}), expected):
-        scale = 1.0 + float(np.max(np.abs(want)))
-        if got.shape != want.shape or not float(np.max(np.abs(got - want))) <= 1e-3 * scale:
+    names = list(expected)
+    for name, got in zip(names, session.run(names, {graph_ops.INPUT_NAME: probe})):
+        want = expected[name]
+        scale = 1.0 + float(np.max(np.abs(want))) if want.size else 1.0
+        if got.shape != want.shape or (
+                want.size and not float(np.max(np.abs(got - want))) <= 1e-3 * scale):
             raise ox.ExportError(f"explain output {name!r} does not reproduce the Keras tensor.")

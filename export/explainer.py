@@ -15,7 +15,9 @@ import numpy as np
 
 from kcnn.export import metadata as meta
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this module reads: version 1 files have no window data (no per-layer inputs/weights).
+READABLE_VERSIONS = (1, 2)
 KERNEL_OUTPUT = "kernel"
 SUFFIX = ".explain.onnx"
 
@@ -49,12 +51,22 @@ class Activations:
         logits: ``(classes,)`` output of the explain graph (the server answers with the served
             model's own logits; these are kept for checks).
         layers: one ``(entry, array)`` per conv/pool layer in network order; ``entry`` is the
-            layer's metadata (name, kind, class, shape, data_format), ``array`` its output for
-            the image, channels first ``(C, H, W)``.
+            layer's metadata (name, kind, class, shape, data_format, window), ``array`` its
+            output for the image, channels first ``(C, H, W)``.
+        inputs: each layer's window source (its input before its own padding) by the layer's
+            output name (``"features.<i>"``), channels first ``(C, H, W)``.
     """
 
     logits: np.ndarray
     layers: list
+    inputs: dict = dataclasses.field(default_factory=dict)
+
+    def layer(self, name):
+        """``(entry, array)`` of the layer called ``name``, or None."""
+        for entry, array in self.layers:
+            if entry["name"] == name:
+                return entry, array
+        return None
 
 
 class Explainer:
@@ -80,21 +92,30 @@ class Explainer:
             raise ValueError(f"cannot load {self.path.name}: {str(err).splitlines()[0]}") from None
         values = meta.decode(self._session.get_modelmeta().custom_metadata_map)
         description = values.get(meta.EXPLAIN)
-        if not isinstance(description, dict) or description.get("version") != FORMAT_VERSION:
+        if not isinstance(description, dict) or description.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"{self.path.name} has no kcnn.explain metadata of version "
                              f"{FORMAT_VERSION}; re-export with kcnn-export --explain")
         self.layers = list(description["layers"])
         self.kernel_info = description.get("kernel")
         self._check_belongs(values, predictor)
         outputs = {o.name for o in self._session.get_outputs()}
-        self._names = [entry["output"] for entry in self.layers] + [description["logits"]]
-        missing = sorted(set(self._names) - outputs)
+        windows = [e.get("window") for e in self.layers if e.get("window")]
+        self._sources = sorted({w["input"] for w in windows} - {"images"}
+                               - {e["output"] for e in self.layers})
+        self._names = ([entry["output"] for entry in self.layers] + self._sources
+                       + [description["logits"]])
+        constants = [w[k] for w in windows for k in ("kernel", "bias") if w.get(k)]
+        constants += [KERNEL_OUTPUT] if self.kernel_info is not None else []
+        missing = sorted(set(self._names + constants) - outputs)
         if missing:
             raise ValueError(f"{self.path.name} lacks the outputs {missing}")
         self.kernel = None
-        if self.kernel_info is not None:
+        #: kernels ``(kh, kw, in/groups, out)`` and biases by output name (read once).
+        self.weights = {}
+        if constants:
             probe = np.zeros((1, *predictor.input_shape), np.float32)
-            (self.kernel,) = self._session.run([KERNEL_OUTPUT], {"images": probe})
+            self.weights = dict(zip(constants, self._session.run(constants, {"images": probe})))
+            self.kernel = self.weights.get(KERNEL_OUTPUT)
         self._check_logits(predictor)
 
     def _check_belongs(self, values, predictor):
@@ -125,11 +146,19 @@ class Explainer:
 
     def info(self):
         """JSON-ready description: layers (name, kind, class, shape) and the kernel's shape."""
-        layers = [{k: e[k] for k in ("name", "kind", "class", "shape")} for e in self.layers]
+        layers = []
+        for e in self.layers:
+            item = {k: e[k] for k in ("name", "kind", "class", "shape")}
+            window = e.get("window")
+            item["window"] = None if not window else {
+                k: v for k, v in window.items()
+                if k not in ("input", "input_permutes", "kernel", "bias")}
+            layers.append(item)
         kernel = None
         if self.kernel_info is not None:
             kernel = {"layer": self.kernel_info["layer"], "shape": self.kernel_info["shape"]}
-        return {"available": True, "file": self.path.name, "layers": layers, "kernel": kernel}
+        return {"available": True, "file": self.path.name, "layers": layers, "kernel": kernel,
+                "windows": any(e.get("window") for e in self.layers)}
 
     def run(self, batch):
         """:class:`Activations` for a preprocessed float32 batch of ONE image."""
@@ -137,13 +166,25 @@ class Explainer:
             raise ValueError(f"explain takes one preprocessed image (1, H, W, C); received "
                              f"shape {batch.shape}")
         arrays = self._session.run(self._names, {"images": batch})
-        layers = []
-        for entry, array in zip(self.layers, arrays[:-1]):
-            array = array[0]
-            if entry.get("data_format", "channels_last") == "channels_last":
-                array = np.moveaxis(array, -1, 0)
-            layers.append((entry, np.ascontiguousarray(array, dtype=np.float32)))
-        return Activations(logits=arrays[-1][0], layers=layers)
+        named = {name: array[0] for name, array in zip(self._names, arrays)}
+        named["images"] = batch[0]
+        layers, inputs = [], {}
+        for entry in self.layers:
+            fmt = entry.get("data_format", "channels_last")
+            layers.append((entry, _chw(named[entry["output"]], fmt)))
+            window = entry.get("window")
+            if window:  # the source as the layer sees it: after any Permute, in its format
+                source = named[window["input"]]
+                for dims in window.get("input_permutes", []):
+                    source = np.transpose(source, [d - 1 for d in dims])
+                inputs[entry["output"]] = _chw(source, fmt)
+        return Activations(logits=arrays[-1][0], layers=layers, inputs=inputs)
+
+
+def _chw(array, data_format):
+    if data_format == "channels_last":
+        array = np.moveaxis(array, -1, 0)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def load_explainer(onnx_path, predictor, explain_file=None):

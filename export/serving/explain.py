@@ -9,6 +9,14 @@ Endpoints
     ``POST /v1/explain``      ONE image, in any body format ``POST /v1/predict`` takes (image file,
                               multipart, JSON ``{"instances": [one]}``); query ``top_k`` (as for
                               predict) and ``format`` (``float32``, the default, or ``uint8``).
+    ``POST /v1/explain/window?layer=NAME&channel=C&row=I&col=J``  the same one-image body; one
+                              output number of a conv or pooling layer taken apart
+                              (:func:`kcnn.export.window.window_answer`): ``{"layer", "kind",
+                              "channel", "row", "col", "window", "padding", "kernel", "bias",
+                              "channel_sums", "sum", "pre_activation", "activation", "op",
+                              "count", "value", "feature", ...}``. Unknown layer (or one
+                              without window data) 404; a missing, non-integer or out-of-range
+                              channel/row/col 400.
 
 ``POST /v1/explain`` answers::
 
@@ -30,12 +38,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import hashlib
 import pathlib
+import threading
 
 import numpy as np
 
 from kcnn.export.explainer import Unavailable, load_explainer
 from kcnn.export.serving.requests import RequestError
+from kcnn.export.window import window_answer
 
 STATIC_DIR = pathlib.Path(__file__).with_name("static")
 FORMATS = ("float32", "uint8")
@@ -74,9 +86,77 @@ def _parse_format(value):
     return value
 
 
-def explain_document(explainer, batch, prediction, model_name, fmt):
-    """The ``POST /v1/explain`` answer for one preprocessed image (runs in a worker thread)."""
-    activations = explainer.run(batch)
+class ActivationCache:
+    """The explain file's activations of the last few images (clicks on one image run it once)."""
+
+    def __init__(self, explainer, size=2):
+        self._explainer = explainer
+        self._size = size
+        self._items = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def run(self, batch):
+        """:meth:`Explainer.run` of ``batch``, from the cache when the same pixels came lately."""
+        key = hashlib.sha256(np.ascontiguousarray(batch, np.float32).tobytes()).digest()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        activations = self._explainer.run(batch)
+        with self._lock:
+            self._items[key] = activations
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return activations
+
+
+def _window_query(request, explainer):
+    """``(layer entry, channel, row, col)`` from the query, or :class:`RequestError`."""
+    params = request.query_params
+    numbers = {}
+    for key in ("channel", "row", "col"):
+        text = params.get(key)
+        if text is None:
+            raise RequestError(400, f"query parameter {key} is required (an integer)")
+        try:
+            numbers[key] = int(text, 10)
+        except ValueError:
+            raise RequestError(400, f"{key} must be an integer; received {key}={text!r}") from None
+    name = params.get("layer")
+    if name is None:
+        raise RequestError(400, "query parameter layer is required (a conv or pooling layer's name)")
+    if isinstance(explainer, Unavailable):
+        raise RequestError(404, explainer.reason)
+    entry = next((e for e in explainer.layers if e["name"] == name), None)
+    if entry is None:
+        names = [e["name"] for e in explainer.layers]
+        raise RequestError(404, f"no conv or pooling layer named {name!r}; layers: {names}")
+    if not entry.get("window"):
+        raise RequestError(404, f"no window data for layer {name!r} ({entry['class']}); "
+                                "re-export with kcnn-export --explain")
+    shape = entry["shape"]  # (H, W, C) or, channels_first, (C, H, W)
+    chw = shape if entry.get("data_format") == "channels_first" else [shape[2], *shape[:2]]
+    for key, size in zip(("channel", "row", "col"), chw):
+        if not 0 <= numbers[key] < size:
+            raise RequestError(400, f"{key} must be in 0..{size - 1} for layer {name!r}; "
+                                    f"received {key}={numbers[key]}")
+    return entry, numbers["channel"], numbers["row"], numbers["col"]
+
+
+def window_document(cache, explainer, batch, entry, channel, row, col):
+    """The ``POST /v1/explain/window`` answer (runs in a worker thread)."""
+    activations = cache.run(batch)
+    _, output = activations.layer(entry["name"])
+    source = activations.inputs[entry["output"]]
+    return window_answer(entry, source, output, explainer.weights, channel, row, col)
+
+
+def explain_document(explainer, batch, prediction, model_name, fmt, run=None):
+    """The ``POST /v1/explain`` answer for one preprocessed image (runs in a worker thread).
+
+    ``run`` computes the activations (default ``explainer.run``; the route passes its cache's).
+    """
+    activations = (run or explainer.run)(batch)
     image = batch[0]
     document = {
         "model": model_name,
@@ -115,6 +195,7 @@ def explain_routes(ctx) -> list:
     info = ({"available": False, "reason": explainer.reason}
             if isinstance(explainer, Unavailable) else explainer.info())
     slots = asyncio.Semaphore(MAX_CONCURRENT_EXPLAINS)
+    cache = None if isinstance(explainer, Unavailable) else ActivationCache(explainer)
 
     async def page(request):
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
@@ -135,7 +216,18 @@ def explain_routes(ctx) -> list:
         prediction = ctx.model.postprocess(logits, top_k)[0]
         async with slots:
             document = await run_in_threadpool(explain_document, explainer, batch, prediction,
-                                               ctx.model.name, fmt)
+                                               ctx.model.name, fmt, cache.run)
+        return JSONResponse(document)
+
+    async def explain_window(request):
+        entry, channel, row, col = _window_query(request, explainer)
+        batch, _ = await ctx.read_inputs(request)
+        if batch.shape[0] != 1:
+            raise RequestError(400, f"explain takes one image per request; received "
+                                    f"{batch.shape[0]}")
+        async with slots:
+            document = await run_in_threadpool(window_document, cache, explainer, batch, entry,
+                                               channel, row, col)
         return JSONResponse(document)
 
     return [
@@ -143,4 +235,5 @@ def explain_routes(ctx) -> list:
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/v1/explain/info", explain_info, methods=["GET"]),
         Route("/v1/explain", explain, methods=["POST"]),
+        Route("/v1/explain/window", explain_window, methods=["POST"]),
     ]

@@ -25,6 +25,7 @@ from kcnn.export import explain_path, export_explain, export_onnx
 from kcnn.export.explainer import Unavailable, load_explainer
 from kcnn.export.predictor import OnnxPredictor
 from kcnn_serve_process import Server
+from window_oracle import check_answer, expected_window
 
 LABELS = [f"digit-{i}" for i in range(10)]
 MAX_BODY = 200_000
@@ -180,7 +181,32 @@ def test_explain_file_beside_an_unchanged_model_file(served):
     explain_file = onnx.load(str(result.explain))
     description = json.loads({p.key: p.value for p in explain_file.metadata_props}["kcnn.explain"])
     outputs = [o.name for o in explain_file.graph.output]
-    assert outputs == [e["output"] for e in description["layers"]] + ["logits", "kernel"]
+    layers = description["layers"]
+    weights = [w[k] for w in (e["window"] for e in layers if e["kind"] == "conv")
+               for k in ("kernel", "bias")]
+    assert outputs == [e["output"] for e in layers] + ["logits"] + weights + ["kernel"]
+    assert description["version"] == 2 and all(e["window"] for e in layers)
+
+
+@pytest.mark.slow
+def test_window_of_every_layer_adds_up(served):
+    """``POST /v1/explain/window`` at a corner and the middle of each layer's first and last
+    channel: window, kernel, sums and value recomputed from the Keras model (``window_oracle``)."""
+    model, result, server = served
+    size = result.input_shape[0]
+    x = (digit(size) / 255.0).astype(np.float32)[..., None]
+    body = {"instances": [x.tolist()]}
+    document = httpx.post(f"{server.url}/v1/explain", json=body, timeout=60).json()
+    for layer in document["layers"]:
+        height, width, channels = layer["shape"]
+        maps = decoded(layer).reshape(channels, height, width)
+        for channel, row, col in ((0, 0, 0), (channels - 1, height // 2, width // 2)):
+            query = {"layer": layer["name"], "channel": channel, "row": row, "col": col}
+            answer = httpx.post(f"{server.url}/v1/explain/window", params=query, json=body,
+                                timeout=60)
+            assert answer.status_code == 200, answer.text
+            check_answer(answer.json(), expected_window(model, layer["name"], x, channel, row,
+                                                        col), float(maps[channel, row, col]))
 
 
 # --------------------------------------------------------------------------------------------------
