@@ -13,6 +13,8 @@ Sections (``runner.SECTIONS``: one module each, with a ``run(ctx) -> dict``):
                batch-256 throughput for LeNet, AlexNet and VGG-11.
 ``serving``    ``kcnn-serve`` under 32 concurrent clients on loopback.
 ``train``      ``kcnn-train``'s default run: accuracy and wall time, explicit vs builtin.
+``data``       the ``folder:DIR`` pipeline's images/s vs the training step's examples/s, and
+               its peak RSS as the folder grows.
 
 Example::
 

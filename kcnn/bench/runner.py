@@ -15,6 +15,7 @@ SECTIONS = {
     "inference": "kcnn.bench.inference",
     "serving": "kcnn.bench.serving",
     "train": "kcnn.bench.train",
+    "data": "kcnn.bench.data",
 }
 
 

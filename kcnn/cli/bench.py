@@ -23,13 +23,15 @@ sections:
   inference  onnxruntime vs model.predict vs model(x): batch-1 latency, batch-256 throughput
   serving    kcnn-serve under 32 concurrent clients on loopback
   train      kcnn-train default run (digits): accuracy and wall time, explicit vs builtin
+  data       folder:DIR pipeline (decode, resize, augment) images/s vs the AlexNet step's
+             examples/s at 224 (target >= 2x), and peak RSS as the folder grows 4x
 
 examples:
   kcnn-bench --section conv --size tiny            seconds, the configured backend only
   kcnn-bench --size full --out bench.json          everything, all three backends (long)
 """
 
-SECTION_CHOICES = ("conv", "user", "torch", "inference", "serving", "train", "all")
+SECTION_CHOICES = ("conv", "user", "torch", "inference", "serving", "train", "data", "all")
 
 
 def _backends(text):

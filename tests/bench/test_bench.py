@@ -193,6 +193,18 @@ def _check_train(section):
     assert "wall_ratio" in section["rows"][1]
 
 
+def _check_data(section):
+    (row,) = section["rows"]
+    assert row["model"] == "lenet" and row["image_size"] == 28
+    assert row["pipeline_images_per_s"] > 0 and row["step_examples_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["pipeline_images_per_s"] / row["step_examples_per_s"])
+    assert row["met"] == (row["ratio"] >= row["target"])
+    (memory,) = section["memory"]
+    assert memory["images_x"] > 3 * memory["images"]  # 4 links of each file, 10 % held out
+    assert memory["peak_mib"] > 50 and memory["peak_x_mib"] >= memory["peak_mib"]
+    assert memory["ratio"] == pytest.approx(memory["peak_x_mib"] / memory["peak_mib"])
+
+
 @pytest.mark.parametrize("section, check", [
     ("conv", _check_conv),
     ("torch", _check_torch),
@@ -200,6 +212,7 @@ def _check_train(section):
     pytest.param("inference", _check_inference, marks=pytest.mark.slow),
     pytest.param("serving", _check_serving, marks=pytest.mark.slow),
     pytest.param("train", _check_train, marks=pytest.mark.slow),
+    pytest.param("data", _check_data, marks=pytest.mark.slow),
 ])
 def test_section_tiny_writes_json(tmp_path, section, check):
     out = tmp_path / f"{section}.json"
