@@ -81,7 +81,8 @@ class _Windows:
 
         band = self.xp[:, a0 * self.dilation[0] :]
         windows = correlation_torch._window_view(band, (a1 - a0, self.kw), self.strides, self.dilation, self.out_hw)
-        return windows.reshape(windows.shape[0], *self.out_hw, -1)
+        n, ho, wo, r, kw, c = windows.shape  # no -1: torch cannot infer it when N is 0
+        return windows.reshape(n, ho, wo, r * kw * c)
 
     def contract(self, patches, kernel_rows):
         """patches of R kernel rows · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F)."""

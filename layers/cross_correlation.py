@@ -87,6 +87,27 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             return (input_shape[0], *out, self.filters)
         return (input_shape[0], self.filters, *out)
 
+    def _stored_dtype_kernel(self):
+        """The kernel as a tensor in its variables' dtype (float32 under a mixed policy), with the
+        LoRA update ``(lora_alpha / lora_rank) · A·B`` added when LoRA is enabled, as Conv2D's
+        ``kernel`` property adds it (which also casts the sum to the compute dtype: not here).
+
+        The engine casts it for the forward pass and keeps the kernel gradient in float32, so the
+        LoRA factors get a float32 gradient too. Variables are read as tensors inside the scope:
+        on TensorFlow ``convert_to_tensor`` hands back the variable itself, whose later reads
+        autocast to bfloat16 (and TensorFlow then rounds the float32 gradient to it). With LoRA
+        on, ``self.kernel`` is already a tensor (the merged kernel), so the stored kernel is
+        Conv2D's ``_kernel`` variable.
+        """
+        with AutocastScope(None):
+            kernel = ops.convert_to_tensor(self._kernel.value)
+            if not self.lora_enabled:
+                return kernel
+            update = ops.matmul(
+                ops.convert_to_tensor(self.lora_kernel_a.value), ops.convert_to_tensor(self.lora_kernel_b.value)
+            )
+            return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank))
+
     def call(self, inputs, training=None):
         """The cross-correlation of ``inputs``; ``algorithm="reference"`` runs
         ``kcnn.layers.reference.cross_correlate``, the formula in a few lines:
@@ -99,14 +120,8 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         if self.data_format == "channels_first":
             x = ops.transpose(x, (0, 2, 3, 1))
         pads = self._pads(tuple(ops.shape(x)[1:3]))
-        # The kernel in its own dtype (float32 under a mixed policy): the engine casts it for the
-        # forward pass and keeps the kernel gradient in float32. Read as a tensor inside the scope:
-        # on TensorFlow convert_to_tensor hands back the variable itself, which later reads
-        # autocast to bfloat16 (and TensorFlow then rounds the float32 gradient to it).
-        with AutocastScope(None):
-            kernel = ops.convert_to_tensor(self.kernel.value)
         outputs = engine.cross_correlate(
-            x, kernel, self.strides, self.dilation_rate, pads, self.groups,
+            x, self._stored_dtype_kernel(), self.strides, self.dilation_rate, pads, self.groups,
             training=bool(training), algorithm=self.algorithm,
         )
         if self.use_bias:
