@@ -17,7 +17,12 @@ Endpoints
                           (:mod:`kcnn.export.serving.explain`).
     ``/v2/...``           KServe V2 / Open Inference Protocol (:mod:`kcnn.export.serving.kserve_v2`).
     ``/v1/models/...``    TF Serving REST predict and status (:mod:`kcnn.export.serving.tfserving`).
-    ``GET /metrics``      Prometheus metrics (:mod:`kcnn.export.serving.metrics`).
+    ``GET /metrics``      Prometheus metrics (:mod:`kcnn.export.serving.metrics`); the timer
+                          middleware is added here, around every route group.
+
+KServe V2 over gRPC (:mod:`kcnn.export.serving.grpc_server`) is a separate server on the same
+event loop, built by the runner from the same :class:`ServingContext` (``app.state.serving``).
+The app's settings are one :class:`~kcnn.export.serving.settings.ServerSettings` (``ctx.settings``).
 
 Adding routes: a *route group* is a function ``group(ctx: ServingContext) -> list[BaseRoute]``
 (Starlette ``Route`` / ``Mount`` objects). :data:`DEFAULT_ROUTE_GROUPS` lists the built-in ones;
