@@ -63,6 +63,11 @@ def build_parser() -> Parser:
     parser.add_argument("--name", default=None, help="model name stored in the metadata")
     parser.add_argument("--triton-repo", metavar="DIR", default=None,
                         help="also write a Triton model repository DIR/<name>/1/model.onnx")
+    parser.add_argument("--explicit-graph", action="store_true",
+                        help="write kcnn's explicit layers as the cross-correlation formula spelled "
+                             "out node by node (to read it in a graph viewer; several times slower "
+                             "in onnxruntime) instead of the standard Conv/MaxPool/AveragePool "
+                             "operators (the default; same numbers)")
     parser.add_argument("--explain", action="store_true",
                         help="also write OUT's explain file (model.explain.onnx: conv/pool "
                              "activations and first kernels for kcnn-serve's page)")
@@ -175,7 +180,8 @@ def run(args) -> None:
     with staging_dir(output, "staging") as staging:
         staged = staging / output.name
         result = export_onnx(model, staged, opset=args.opset, labels=args.labels,
-                             model_name=args.name, explain=args.explain)
+                             model_name=args.name, explain=args.explain,
+                             explicit_graph=args.explicit_graph)
         if samples is not None:
             _verify(model, staged, samples, args)
         if args.quantize:

@@ -195,3 +195,40 @@ def test_failed_verification_leaves_the_previous_file_untouched(exported, keras_
     assert_one_line_error(proc, "kcnn-export", "Nothing was replaced")
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no staging litter
+
+
+def test_explicit_model_exports_as_operators_or_as_the_formula(tmp_path):
+    """A saved explicit model: kcnn-export writes Conv/MaxPool (verified against the explicit Keras
+    model); --explicit-graph writes the spelled-out formula; kcnn-predict runs both alike."""
+    import onnx
+
+    from kcnn import layers as kl
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([
+        keras.Input((12, 12, 1)),
+        kl.CrossCorrelation2D(4, 3, padding=1, activation="relu"),
+        kl.MaxPool2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ], name="explicit_net")
+    keras_path = tmp_path / "explicit.keras"
+    model.save(keras_path)
+    image = tmp_path / "digit.png"
+    Image.fromarray((np.arange(144).reshape(12, 12) % 255).astype(np.uint8), "L").save(image)
+    outputs = {}
+    for form, flags in (("operators", ()), ("explicit", ("--explicit-graph",))):
+        out = tmp_path / f"{form}.onnx"
+        proc = run_cli("kcnn-export", keras_path, out, "--verify-with", "digits", "--samples", 20,
+                       *flags)
+        assert proc.returncode == 0, proc.stderr
+        assert float(proc.stdout.split("max_abs_diff=")[1].split()[0]) <= 1e-5
+        assert read_metadata(out)["kcnn.graph"] == form
+        ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+        assert ("Conv" in ops and "MaxPool" in ops) == (form == "operators")
+        predicted = run_cli("kcnn-predict", out, image, "--json")
+        assert predicted.returncode == 0, predicted.stderr
+        outputs[form] = json.loads(predicted.stdout)["predictions"][0]["top_k"]
+    assert [p["label"] for p in outputs["operators"]] == [p["label"] for p in outputs["explicit"]]
+    np.testing.assert_allclose([p["score"] for p in outputs["operators"]],
+                               [p["score"] for p in outputs["explicit"]], atol=1e-5)
