@@ -109,9 +109,10 @@ def test_parity_with_keras(exported, batch, source):
     assert np.max(np.abs(got - expected)) <= 1e-5
 
 
-def test_strided_same_padding_explicit_export(tmp_path):
+@pytest.mark.parametrize("explicit_graph", [False, True])
+def test_strided_same_padding_explicit_export(tmp_path, explicit_graph):
     """Strided "same" padding depends on the input size: the export (a PyTorch trace sees sizes as
-    int64 tensors) must still give one integer dtype and Keras's numbers."""
+    int64 tensors) must still give one integer dtype and Keras's numbers, lowered or spelled out."""
     from kcnn import layers as kl
 
     keras.utils.set_random_seed(3)
@@ -122,7 +123,8 @@ def test_strided_same_padding_explicit_export(tmp_path):
         keras.layers.Flatten(),
         keras.layers.Dense(3),
     ])
-    result = export_onnx(model, tmp_path / "strided.onnx", labels=["a", "b", "c"])
+    result = export_onnx(model, tmp_path / "strided.onnx", labels=["a", "b", "c"],
+                         explicit_graph=explicit_graph)
     x = np.random.default_rng(0).random((5, 13, 13, 1), dtype=np.float32)
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     assert np.max(np.abs(ort_run(result.path, x) - expected)) <= 1e-5
