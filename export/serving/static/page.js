@@ -211,6 +211,8 @@
       renderInput(answer.input);
       renderKernels(answer.kernel);
       renderLayers(answer.layers);
+      // window-view.js: the same body again for a clicked pixel's numbers
+      document.dispatchEvent(new CustomEvent("kcnn:rendered", { detail: { body } }));
     }
     setStatus(`Predicted ${prediction.label} (${(100 * prediction.score).toFixed(1)} %).`);
   }
@@ -309,7 +311,7 @@
     }
     $("maps-caption").textContent =
       `${layers.length} conv and pooling layers in network order; one grey tile per channel, ` +
-      "black to white over each layer's range.";
+      "black to white over each layer's range. Click or tap a pixel to see how it was computed.";
   }
 
   function renderUnavailable(reason) {
@@ -320,6 +322,7 @@
     $("maps-caption").textContent = reason;
     $("kernels").replaceChildren(note("No kernels without explain data."));
     $("input-caption").textContent = "Not available without explain data.";
+    document.querySelector(".window-card").hidden = true;
     document.querySelector(".seen").classList.add("unavailable");
   }
 
@@ -340,8 +343,11 @@
         `${metadata.model}: ${h}×${w}×${c} input, ${metadata.num_classes} classes` +
         (explain.available ? `, ${explain.layers.length} conv/pool layers` : ", predictions only");
       if (!explain.available) renderUnavailable(explain.reason);
-      else $("maps-caption").textContent =
-        explain.layers.map((l) => `${l.name} ${shapeText(l.shape)}`).join(" → ");
+      else {
+        $("maps-caption").textContent =
+          explain.layers.map((l) => `${l.name} ${shapeText(l.shape)}`).join(" → ");
+        document.dispatchEvent(new CustomEvent("kcnn:info", { detail: explain }));
+      }
       document.body.dataset.ready = "true";
       setStatus("Ready: draw a digit or choose an image.");
     } catch (err) {

@@ -32,7 +32,7 @@ try:
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:  # pragma: no cover - .ci/install installs selenium
     pytest.skip("the browser test needs selenium (pip install selenium; .ci/install does)",
                 allow_module_level=True)
@@ -173,6 +173,93 @@ return ['draw', 'predict', 'clear', 'file'].map((id) => {
 """
 
 
+# The panel of the window view: where it is, its grids (every cell's full value) and its sum lines.
+PANEL_JS = """
+const box = document.getElementById('window-view');
+const grid = (role) => {
+  const figure = box.querySelector(`.grid-box[data-role="${role}"]`);
+  return figure ? [...figure.querySelectorAll('tr')].map(
+    (tr) => [...tr.querySelectorAll('td')].map((td) => [Number(td.dataset.v), td.classList.contains('pad')])) : null;
+};
+const lines = Object.fromEntries([...box.querySelectorAll('.sum-line')].map((l) => [l.dataset.key, Number(l.dataset.v)]));
+const sums = [...box.querySelectorAll('.channel-sums button')].map((b) => Number(b.dataset.v));
+return {layer: box.dataset.layer, kind: box.dataset.kind, channel: Number(box.dataset.channel),
+        row: Number(box.dataset.row), col: Number(box.dataset.col), window: grid('window'),
+        kernel: grid('kernel'), products: grid('products'), lines, sums,
+        marks: document.querySelectorAll('.window-mark').length,
+        pixel: document.querySelectorAll('.pixel-mark').length};
+"""
+
+
+def click_pixel(driver, layer, channel, row, col):
+    """Click the centre of pixel (row, col) of ``layer``'s tile ``channel``; wait for the panel."""
+    tile = driver.find_element(
+        By.CSS_SELECTOR, f'#feature-maps .layer[data-name="{layer}"] canvas[data-channel="{channel}"]')
+    inner = driver.execute_script(
+        "const t = arguments[0]; return [t.clientWidth, t.clientHeight, t.width, t.height, "
+        "t.clientLeft, t.clientTop, t.offsetWidth, t.offsetHeight];", tile)
+    cw, ch, w, h, bl, bt, ow, oh = inner
+    x = bl + (col + 0.5) * cw / w - ow / 2  # offsets from the element's centre (Selenium 4)
+    y = bt + (row + 0.5) * ch / h - oh / 2
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", tile)
+    ActionChains(driver).move_to_element_with_offset(tile, int(round(x)), int(round(y))).click().perform()
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "const b = document.getElementById('window-view'); return b.dataset.layer === arguments[0] "
+        "&& Number(b.dataset.row) === arguments[1] && Number(b.dataset.col) === arguments[2]",
+        layer, row, col))
+    return driver.execute_script(PANEL_JS)
+
+
+def feature(url, body, layer, channel, row, col):
+    import base64
+
+    document = httpx.post(f"{url}/v1/explain", content=body,
+                          headers={"content-type": "image/png"}).json()
+    item = next(item for item in document["layers"] if item["name"] == layer)
+    h, w, c = item["shape"]
+    values = np.frombuffer(base64.b64decode(item["data"]), "<f4").reshape(c, h, w)
+    return float(values[channel, row, col])
+
+
+def check_window_view(driver, url, body):
+    """Click a conv2 and a pool1 pixel: the panel's numbers add up to the map's value."""
+    panel = click_pixel(driver, "conv2", 3, 2, 7)
+    assert (panel["kind"], panel["channel"]) == ("conv", 3)
+    window, kernel, products = (np.array([[v for v, _ in row] for row in panel[k]])
+                                for k in ("window", "kernel", "products"))
+    assert window.shape == kernel.shape == (5, 5)
+    np.testing.assert_allclose(products, window * kernel, rtol=1e-12, atol=0)
+    lines, sums = panel["lines"], panel["sums"]
+    assert len(sums) == 6  # pool1's six channels feed conv2
+    assert lines["channel-sum"] == pytest.approx(products.sum(), rel=1e-9, abs=1e-12)
+    assert lines["channel-sum"] == pytest.approx(sums[0], rel=1e-12)
+    assert lines["sum"] == pytest.approx(sum(sums), rel=1e-9, abs=1e-12)
+    assert lines["pre"] == pytest.approx(lines["sum"] + lines["bias"], rel=1e-12, abs=1e-12)
+    assert lines["value"] == pytest.approx(1 / (1 + np.exp(-lines["pre"])), rel=1e-9)  # sigmoid
+    assert lines["value"] == pytest.approx(feature(url, body, "conv2", 3, 2, 7), abs=1e-4)
+    assert panel["marks"] == 6 and panel["pixel"] == 1  # the window on each pool1 map
+    # Another input channel from the picker: its own window, kernel and sum.
+    Select(driver.find_element(By.ID, "window-channel")).select_by_index(4)
+    panel = driver.execute_script(PANEL_JS)
+    products = np.array([[v for v, _ in row] for row in panel["products"]])
+    assert panel["lines"]["channel-sum"] == pytest.approx(products.sum(), rel=1e-9, abs=1e-12)
+    assert panel["lines"]["channel-sum"] == pytest.approx(panel["sums"][4], rel=1e-12)
+    screenshot(driver, "page-window-conv-1280.png", 1280)
+
+    panel = click_pixel(driver, "pool1", 1, 13, 0)
+    assert panel["kind"] == "pool" and panel["kernel"] is None
+    window = np.array([[v for v, _ in row] for row in panel["window"]])
+    assert panel["lines"]["value"] == pytest.approx(window.mean(), rel=1e-9)  # 2x2 average
+    assert panel["lines"]["value"] == pytest.approx(feature(url, body, "pool1", 1, 13, 0), abs=1e-4)
+    assert panel["marks"] == 6  # on conv1's maps
+    panel = click_pixel(driver, "conv1", 0, 0, 0)  # a corner: the window hangs over the padding
+    padded = np.array([[pad for _, pad in row] for row in panel["window"]])
+    assert padded[:2].all() and padded[:, :2].all() and not padded[2:, 2:].any()
+    assert panel["marks"] == 1  # on the input image
+    assert panel["lines"]["value"] == pytest.approx(feature(url, body, "conv1", 0, 0, 0), abs=1e-4)
+    panel = click_pixel(driver, "conv2", 3, 2, 7)  # back to the conv pixel for the screenshots
+
+
 @pytest.mark.slow
 def test_draw_predict_upload_in_a_real_browser(models, browser):
     explained, _, image = models
@@ -237,6 +324,8 @@ def test_draw_predict_upload_in_a_real_browser(models, browser):
         assert [(label, score) for label, score, _ in shown_predictions(browser)] == \
             served_prediction(server.url, image.read_bytes())
         assert len(browser.execute_script(LAYERS_JS)) == len(LENET_LAYERS)
+
+        check_window_view(browser, server.url, image.read_bytes())
 
         wide = screenshot(browser, "page-1280.png", 1280)
         narrow = screenshot(browser, "page-320.png", 320)
