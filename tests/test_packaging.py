@@ -32,6 +32,9 @@ def test_wheel_maps_layers_and_export_into_kcnn(tmp_path):
         assert f"kcnn/{package}/__init__.py" in names, package
     for asset in ("index.html", "page.css", "page.js"):  # kcnn-serve's page, served from the package
         assert f"kcnn/export/serving/static/{asset}" in names
+    for stub in ("__init__.py", "grpc_predict_v2.proto", "grpc_predict_v2_pb2.py",
+                 "grpc_predict_v2_pb2_grpc.py"):  # kcnn-serve --grpc-port: checked-in stubs
+        assert f"kcnn/export/serving/grpc_v2/{stub}" in names, stub
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"layers", "export", "tests"}, top_level
 
