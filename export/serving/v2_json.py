@@ -1,4 +1,6 @@
-"""KServe V2 JSON inference requests parsed with ``orjson`` straight into NumPy (:func:`parse_header`).
+"""KServe V2 JSON inference requests parsed with ``orjson`` straight into NumPy.
+
+The entry point is :func:`parse_header`.
 
 A V2 JSON request spends nearly all its bytes on one list of numbers (``inputs[0].data``, 784
 for a 28x28 image). ``orjson`` parses the request in C; a flat list then becomes a float32 array

@@ -1,4 +1,4 @@
-"""``kcnn-bench --section serving``: ``kcnn-serve`` under concurrent load on loopback, every protocol.
+"""``kcnn-bench --section serving``: ``kcnn-serve`` under concurrent load, every protocol.
 
 A child process exports an (untrained — speed does not depend on the weights) LeNet to ONNX and
 writes one 28x28 PNG digit. ``kcnn-serve --grpc-port 0`` then serves it on 127.0.0.1 and

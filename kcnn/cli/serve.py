@@ -1,4 +1,4 @@
-"""``kcnn-serve``: serve an ONNX image classifier over HTTP and gRPC (see :mod:`kcnn.export.serving`).
+"""``kcnn-serve``: serve an ONNX image classifier over HTTP and gRPC (:mod:`kcnn.export.serving`).
 
     kcnn-serve model.onnx --port 8000 --grpc-port 8001
     curl -F file=@digit.png http://127.0.0.1:8000/v1/predict
