@@ -163,3 +163,17 @@ def test_static_int8_of_a_lowered_explicit_model(tmp_path):
     assert {"top1_agreement", "max_abs_diff"} <= set(result.quantization)
     assert ops_of(result.path)["QuantizeLinear"] > 0
     assert read_metadata(result.path)[meta.GRAPH] == "operators"
+
+
+def test_lora_layer_exports_its_merged_kernel(tmp_path):
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.Input((9, 9, 2)), kl.CrossCorrelation2D(3, 3, padding=1),
+                              keras.layers.Flatten(), keras.layers.Dense(4)])
+    conv = model.layers[0]
+    conv.enable_lora(2)
+    conv.lora_kernel_b.assign(np.random.default_rng(0).standard_normal(
+        conv.lora_kernel_b.shape).astype(np.float32))  # B starts at zero: make the update count
+    result = export_onnx(model, tmp_path / "lora.onnx")
+    x = np.random.default_rng(1).random((2, 9, 9, 2), dtype=np.float32)
+    np.testing.assert_allclose(run(result.path, x), reference(model, x), atol=1e-5)
+    assert ops_of(result.path)["Conv"] == 1
