@@ -137,8 +137,14 @@
   // The panel
   // ---------------------------------------------------------------------------------------
   // One kh×kw grid; `value(a, b)` gives the cell's number; padded cells are hatched.
+  // Wide windows (AlexNet's 11×11) print each cell as d.d with one power of ten for the grid.
   function grid(title, rows, cols, value, padding, role) {
     const body = el("tbody");
+    const compact = cols > 7;
+    let peak = 0;
+    for (let a = 0; a < rows; a++) for (let b = 0; b < cols; b++) peak = Math.max(peak, Math.abs(value(a, b)));
+    const exponent = compact && peak > 0 ? Math.floor(Math.log10(peak)) : 0;
+    const show = compact ? (v) => (v === 0 ? "0" : (v / 10 ** exponent).toFixed(1)) : num;
     for (let a = 0; a < rows; a++) {
       const tr = el("tr");
       for (let b = 0; b < cols; b++) {
@@ -146,13 +152,15 @@
         const pad = padding && padding[a][b];
         const td = el("td", { class: pad ? "pad" : v > 0 ? "pos" : v < 0 ? "neg" : "zero",
                               "data-v": String(v), title: pad ? "padding (0)" : String(v) });
-        td.textContent = pad ? "pad" : num(v);
+        td.textContent = pad ? (compact ? "·" : "pad") : show(v);
         tr.append(td);
       }
       body.append(tr);
     }
+    const scale = compact && exponent !== 0 ? ` (values ×10^${exponent})` : "";
     return el("figure", { class: "grid-box", "data-role": role }, [
-      el("figcaption", { text: title }), el("table", { class: "grid" }, [body])]);
+      el("figcaption", { text: title + scale }),
+      el("table", { class: compact ? "grid compact" : "grid" }, [body])]);
   }
 
   function line(label, value, key) {
