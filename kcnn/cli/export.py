@@ -91,12 +91,10 @@ def _checked_paths(args):
 
 
 def _load_keras_model(path):
-    import keras
-
-    import kcnn.layers  # noqa: F401  (registers kcnn's custom layers for deserialization)
+    from kcnn.models import load
 
     try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        return load(path, compile=False, safe_mode=True)
     except Exception as err:  # keras raises many types for corrupt/foreign files
         raise ValueError(f"cannot load {str(path)!r} as a Keras model: {err}") from None
 
