@@ -128,7 +128,9 @@ def _http_sender(endpoint, body, headers, timeout):
 
 def _grpc_sender(address, body, timeout):
     """A factory of per-client ``(send, close)``: one gRPC channel each; ``send()`` returns 200
-    for OK, else the status code's name (UNAVAILABLE counts as a transport failure)."""
+    for OK, else the status code's name. UNAVAILABLE and CANCELLED count as transport failures:
+    they are what a call gets that a stopping server never started (HTTP's refused
+    connection)."""
     import grpc
 
     def factory():
@@ -139,7 +141,7 @@ def _grpc_sender(address, body, timeout):
             try:
                 call(body, timeout=timeout)
             except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                     raise ConnectionError(err.details()) from None
                 return err.code().name
             return 200
@@ -247,7 +249,7 @@ def run_load(url: str, body: bytes, *, clients: int = 32, requests: int = 512,
         "p90_ms": pct(90),
         "p99_ms": pct(99),
         "max_ms": float(ms.max()) if ok else None,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": dict(sorted((str(k), v) for k, v in statuses.items())),
         "failures": dict(failures),
     }
 

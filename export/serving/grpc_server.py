@@ -24,6 +24,7 @@ with the same code); ``UNAVAILABLE`` while shutting down; ``INTERNAL`` only when
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -160,8 +161,6 @@ class InferenceServicer:
 
     async def ModelInfer(self, data, context):
         """One inference through the shared micro-batcher."""
-        import asyncio
-
         ctx, pb = self.ctx, self.pb
         with ctx.batcher.expecting():
             request = self._parse(pb.ModelInferRequest, data)
@@ -190,6 +189,9 @@ def _handler(ctx, name: str, method):
         start, code = time.perf_counter(), grpc.StatusCode.OK
         try:
             return (await method(data, context)).SerializeToString()
+        except asyncio.CancelledError:  # the client went away, or the shutdown grace ran out
+            code = grpc.StatusCode.CANCELLED
+            raise
         except RequestError as exc:
             code, details = _status_code(exc.status), exc.message
         except BatcherStopped as exc:

@@ -225,6 +225,35 @@ def test_loadtest_over_grpc(server):
         run_load(server.url, b"", protocol="grpc")
 
 
+def test_sigterm_under_grpc_and_http_load_exits_cleanly(onnx_path):
+    import threading
+    import time
+
+    from kcnn.export.loadtest import run_load
+
+    server = Server(onnx_path, "--grpc-port", "0", "--providers", "CPUExecutionProvider")
+    results = {}
+
+    def load(protocol):
+        results[protocol] = run_load(server.url, b"", clients=4, requests=100000, timeout=10,
+                                     max_seconds=30, protocol=protocol, grpc_address=server.grpc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in ("grpc", "v2")]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    start = time.monotonic()
+    assert server.stop(timeout=15) == 0
+    assert time.monotonic() - start < 10
+    for thread in threads:
+        thread.join(60)
+    # calls in flight are answered; later ones find the server gone (UNAVAILABLE / refused)
+    assert set(results) == {"grpc", "v2"}
+    for protocol, result in results.items():
+        assert set(result["statuses"]) == {"200"} and result["statuses"]["200"] > 0, result
+    assert "Traceback" not in server.process.stderr.read()
+
+
 def test_taken_grpc_port_is_a_usage_error(onnx_path, server):
     port = server.grpc.rsplit(":", 1)[1]
     done = subprocess.run([*serve_command(), str(onnx_path), "--port", "0", "--grpc-port", port],
