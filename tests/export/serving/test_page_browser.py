@@ -3,8 +3,10 @@
 
 Draws a stroke, checks the predictions (equal to ``/v1/predict``'s for the same image), that the
 feature-map tiles are drawn for every conv/pool layer and the first-layer kernels as a grid,
-uploads an image file, checks the 320 px and 1280 px layouts and that the browser logged no
-console error. Screenshots go to ``$KCNN_TEST_ARTIFACTS/page`` (default ``test-artifacts/page``
+uploads an image file, clicks conv and pooling pixels (the window view's products, per-channel
+sums, bias, activation and value add up to the map's value; the window is outlined on the
+previous maps or the image; padding is marked), checks the 320 px and 1280 px layouts and that
+the browser logged no console error. Screenshots go to ``$KCNN_TEST_ARTIFACTS/page`` (default ``test-artifacts/page``
 in the repository). Needs Debian's ``chromium`` and ``chromium-driver`` and PyPI's ``selenium``
 (``.ci/install`` installs them); skipped, saying so, only where they are missing.
 """
