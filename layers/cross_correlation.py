@@ -2,9 +2,8 @@
 
 import keras
 from keras import ops
-from keras.src.backend.common.variables import AutocastScope
 
-from kcnn.layers import dispatch, engine, validation
+from kcnn.layers import dispatch, engine, keras_compat, validation
 
 
 @keras.saving.register_keras_serializable(package="kcnn")
@@ -99,8 +98,8 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         on, ``self.kernel`` is already a tensor (the merged kernel), so the stored kernel is
         Conv2D's ``_kernel`` variable.
         """
-        with AutocastScope(None):
-            kernel = ops.convert_to_tensor(self._kernel.value)
+        with keras_compat.AutocastScope(None):
+            kernel = ops.convert_to_tensor(keras_compat.stored_kernel(self).value)
             if not self.lora_enabled:
                 return kernel
             update = ops.matmul(

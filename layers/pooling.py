@@ -12,9 +12,8 @@ import keras
 import ml_dtypes
 import numpy as np
 from keras import ops
-from keras.src.backend import standardize_data_format
-
 from kcnn.layers import validation
+from kcnn.layers.keras_compat import standardize_data_format
 
 __all__ = ["MaxPool2D", "AvgPool2D"]
 

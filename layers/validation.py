@@ -14,7 +14,7 @@ own arguments the same way (``kcnn.export``, which never imports Keras, has the 
 import math
 import numbers
 
-from keras.src.utils import argument_validation
+from kcnn.layers import keras_compat
 
 __all__ = [
     "PADDING_ACCEPTED",
@@ -66,7 +66,7 @@ def standardize_tuple(value, n, name, allow_zero=False):
 
     Raises ``ValueError`` naming ``name`` and the value otherwise.
     """
-    return argument_validation.standardize_tuple(value, n, name, allow_zero=allow_zero)
+    return keras_compat.standardize_tuple(value, n, name, allow_zero=allow_zero)
 
 
 def standardize_choice(value, name, accepted):
@@ -110,7 +110,7 @@ def standardize_explicit_padding(padding):
 def standardize_padding(padding):
     """``"valid"``, ``"same"`` (case-insensitive) or ``((top, bottom), (left, right))``."""
     if isinstance(padding, str):
-        return argument_validation.standardize_padding(padding)
+        return keras_compat.standardize_padding(padding)
     return standardize_explicit_padding(padding)
 
 

@@ -48,7 +48,7 @@ def keras_cache_dir() -> str:
     that folder is not writable.
     """
     try:
-        from keras.src.backend.config import keras_home
+        from kcnn.layers.keras_compat import keras_home
 
         base = keras_home()
     except ImportError:  # private accessor moved: mirror its logic
