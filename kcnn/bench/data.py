@@ -25,7 +25,7 @@ TARGET = 2.0
 SIZES = {
     "full": {"images": 128, "side": 640, "model": "alexnet", "image_size": 224, "batch": 32,
              "steps": 2},
-    "tiny": {"images": 24, "side": 96, "model": "lenet", "image_size": 28, "batch": 8,
+    "tiny": {"images": 16, "side": 96, "model": "lenet", "image_size": 28, "batch": 8,
              "steps": 2},
 }
 MEMORY_FACTOR = 4
