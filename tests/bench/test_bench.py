@@ -171,7 +171,14 @@ def _check_inference(section):
             assert row["latency_vs_fp32"] == 1 and row["size_vs_fp32"] == 1
         else:
             assert row["eval_n"] > 0 and row["size_vs_fp32"] < 1
-    assert len(section["targets"]) == 4
+    assert {(r["model"], r["form"]) for r in section["explicit"]} == {
+        ("lenet", f) for f in ("builtin", "explicit", "explicit-graph")}
+    for row in section["explicit"]:
+        assert row["p50_ms"] > 0 and row["batch_ms"] > 0
+        assert row["batch_vs_builtin"] == pytest.approx(row["batch_ms"] / next(
+            r["batch_ms"] for r in section["explicit"] if r["form"] == "builtin"))
+        assert (row["n_conv"] > 0) == (row["form"] != "explicit-graph")
+    assert len(section["targets"]) == 4 + 2  # LeNet explicit / built-in: batch 1 and batch 64
 
 
 def _check_serving(section):
