@@ -10,6 +10,7 @@ Every answer is recomputed with NumPy from the Keras model (``window_oracle``) a
 the ``/v1/explain`` feature at that position (within 1e-4).
 """
 import base64
+import json
 
 import httpx
 import keras
@@ -17,7 +18,9 @@ import numpy as np
 import pytest
 
 from kcnn import layers as kl
-from kcnn.export import export_onnx
+from kcnn.export import explain_path, export_onnx
+from kcnn.export.explainer import Explainer
+from kcnn.export.predictor import OnnxPredictor
 from kcnn_serve_process import Server
 from window_oracle import check_answer, expected_window
 
@@ -57,7 +60,7 @@ def served(tmp_path_factory):
                               timeout=60).json()
         maps = {layer["name"]: np.frombuffer(base64.b64decode(layer["data"]), "<f4").reshape(
             layer["shape"][2], *layer["shape"][:2]) for layer in document["layers"]}
-        yield model, server, image, maps
+        yield model, server, image, maps, path
 
 
 def window(server, image, **query):
@@ -67,7 +70,7 @@ def window(server, image, **query):
 
 @pytest.mark.slow
 def test_every_window_adds_up_to_the_feature(served):
-    model, server, image, maps = served
+    model, server, image, maps, _ = served
     assert list(maps) == ["torch_pad", "grouped", "dilated", "same_strided", "depthwise",
                           "max_torch", "nchw_conv", "avg_torch", "avg_same"]
     for name, feature in maps.items():
@@ -85,7 +88,7 @@ def test_every_window_adds_up_to_the_feature(served):
 
 @pytest.mark.slow
 def test_window_geometry_and_kinds(served):
-    model, server, image, maps = served
+    model, server, image, maps, _ = served
     got = window(server, image, layer="grouped", channel=5, row=0, col=0).json()
     assert got["kind"] == "conv" and got["in_channels"] == [2, 3]  # group 2 of 2, 4 inputs
     assert np.array(got["window"]).shape == (3, 3, 2) and got["activation"] == "sigmoid"
@@ -109,7 +112,7 @@ def test_window_geometry_and_kinds(served):
 
 @pytest.mark.slow
 def test_window_client_errors_are_4xx_json(served):
-    _, server, image, maps = served
+    _, server, image, maps, _ = served
     good = {"layer": "grouped", "channel": 0, "row": 0, "col": 0}
     c, h, w = maps["grouped"].shape
     cases = [
@@ -130,3 +133,28 @@ def test_window_client_errors_are_4xx_json(served):
                      json={"instances": [image.tolist()] * 2})
     assert two.status_code == 400 and "one image" in two.json()["error"]
     assert httpx.get(f"{server.url}/v1/explain/window", params=good).status_code == 405
+
+
+@pytest.mark.slow
+def test_version_1_explain_file_serves_maps_without_windows(served, tmp_path):
+    """A file from before the window view (version 1, no window data) still gives the maps."""
+    import onnx
+
+    _, _, image, maps, path = served
+    proto = onnx.load(str(explain_path(path)))
+    for prop in proto.metadata_props:
+        if prop.key == "kcnn.explain":
+            description = json.loads(prop.value)
+            description["version"] = 1
+            for entry in description["layers"]:
+                entry.pop("window")
+            prop.value = json.dumps(description)
+    old = tmp_path / "old.explain.onnx"
+    onnx.save(proto, str(old))
+    explainer = Explainer(old, OnnxPredictor(path, ["CPUExecutionProvider"]))
+    info = explainer.info()
+    assert info["windows"] is False and all(layer["window"] is None for layer in info["layers"])
+    activations = explainer.run(image[None])
+    assert [entry["name"] for entry, _ in activations.layers] == list(maps)
+    np.testing.assert_allclose(activations.layers[0][1], maps["torch_pad"], atol=1e-6)
+    assert activations.inputs == {}
