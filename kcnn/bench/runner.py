@@ -16,6 +16,7 @@ SECTIONS = {
     "serving": "kcnn.bench.serving",
     "train": "kcnn.bench.train",
     "data": "kcnn.bench.data",
+    "gpu": "kcnn.bench.gpu",
 }
 
 

@@ -25,13 +25,15 @@ sections:
   train      kcnn-train default run (digits): accuracy and wall time, explicit vs builtin
   data       folder:DIR pipeline (decode, resize, augment) images/s vs the AlexNet step's
              examples/s at 224 (target >= 2x), and peak RSS as the folder grows 4x
+  gpu        model.fit (LeNet, VGG-11/4; builtin and explicit; float32 and mixed precision) and
+             onnxruntime's CUDA provider on the backend's GPU; skipped, with the reason, without one
 
 examples:
   kcnn-bench --section conv --size tiny            seconds, the configured backend only
   kcnn-bench --size full --out bench.json          everything, all three backends (long)
 """
 
-SECTION_CHOICES = ("conv", "user", "torch", "inference", "serving", "train", "data", "all")
+SECTION_CHOICES = ("conv", "user", "torch", "inference", "serving", "train", "data", "gpu", "all")
 
 
 def _backends(text):
