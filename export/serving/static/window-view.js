@@ -239,6 +239,20 @@
     $("window-status").textContent = "";
   }
 
+  // Keyboard: with the panel focused, the arrow keys move the selected pixel over its map.
+  const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+  $("window-view").addEventListener("keydown", (event) => {
+    const s = view.selected, move = MOVES[event.key];
+    const layer = s && view.layers.get(s.name);
+    if (!layer || !move) return;
+    event.preventDefault();
+    const cf = layer.window.data_format === "channels_first";
+    const [h, w] = cf ? layer.shape.slice(1) : layer.shape.slice(0, 2);
+    const row = Math.min(h - 1, Math.max(0, s.row + move[0]));
+    const col = Math.min(w - 1, Math.max(0, s.col + move[1]));
+    if (row !== s.row || col !== s.col) select({ ...s, row, col });
+  });
+
   document.addEventListener("kcnn:info", (event) => {
     view.layers = new Map(event.detail.layers.filter((l) => l.window).map((l) => [l.name, l]));
     if (view.layers.size === 0) {

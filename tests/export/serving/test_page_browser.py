@@ -34,6 +34,7 @@ try:
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:  # pragma: no cover - .ci/install installs selenium
     pytest.skip("the browser test needs selenium (pip install selenium; .ci/install does)",
@@ -247,6 +248,12 @@ def check_window_view(driver, url, body):
     assert panel["lines"]["channel-sum"] == pytest.approx(products.sum(), rel=1e-9, abs=1e-12)
     assert panel["lines"]["channel-sum"] == pytest.approx(panel["sums"][4], rel=1e-12)
     screenshot(driver, "page-window-conv-1280.png", 1280)
+    # The keyboard: with the panel focused, an arrow key moves the pixel (and its numbers).
+    driver.find_element(By.ID, "window-view").send_keys(Keys.ARROW_RIGHT)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(PANEL_JS)["col"] == 8)
+    panel = driver.execute_script(PANEL_JS)
+    assert (panel["layer"], panel["channel"], panel["row"]) == ("conv2", 3, 2)
+    assert panel["lines"]["value"] == pytest.approx(feature(url, body, "conv2", 3, 2, 8), abs=1e-4)
 
     panel = click_pixel(driver, "pool1", 1, 13, 0)
     assert panel["kind"] == "pool" and panel["kernel"] is None
