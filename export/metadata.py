@@ -54,16 +54,20 @@ def kcnn_version() -> str:
 
 
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "lanczos", "box")
+#: How an image of another aspect ratio is fitted to ``input_size`` (kcnn.data.resize's modes).
+FIT_MODES = ("stretch", "crop", "pad")
 _PREPROCESSING_FIELDS = ("input_size", "channels", "color", "scale", "mean", "std", "resize",
-                         "layout", "dtype")
+                         "fit", "layout", "dtype")
 
 
 def default_preprocessing(height, width, channels):
     """Preprocessing for a model fed with images in [0, 1] (the kcnn convention).
 
-    ``x = (uint8_image · scale − mean) / std`` per channel, after resizing to ``input_size``
-    (``[height, width]``) with ``resize`` and converting to ``channels`` (1 = grayscale "L",
-    3 = "RGB").
+    ``x = (uint8_image · scale − mean) / std`` per channel, after fitting the image to
+    ``input_size`` (``[height, width]``) by ``fit`` — ``"stretch"`` (aspect ratio ignored),
+    ``"crop"`` (the largest centred box of the input's aspect ratio) or ``"pad"`` (fit inside,
+    black bars) — resampling with ``resize``, and converting to ``channels`` (1 = grayscale "L",
+    3 = "RGB"). ``fit`` is how the model saw its training images (``kcnn-train --resize``).
     """
     return {
         "input_size": [int(height), int(width)],
@@ -73,6 +77,7 @@ def default_preprocessing(height, width, channels):
         "mean": [0.0] * int(channels),
         "std": [1.0] * int(channels),
         "resize": "bilinear",
+        "fit": "stretch",
         "layout": "NHWC",
         "dtype": "float32",
     }
@@ -147,6 +152,11 @@ def normalize_preprocessing(preprocessing, height, width, channels):
                 f"received {preprocessing['resize']!r}."
             )
         result["resize"] = preprocessing["resize"]
+    if "fit" in preprocessing:
+        if preprocessing["fit"] not in FIT_MODES:
+            raise ValueError(f"preprocessing['fit'] must be one of {list(FIT_MODES)}; "
+                             f"received {preprocessing['fit']!r}.")
+        result["fit"] = preprocessing["fit"]
     for name, fixed in (("layout", "NHWC"), ("dtype", "float32")):
         if name in preprocessing and preprocessing[name] != fixed:
             raise ValueError(

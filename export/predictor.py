@@ -72,6 +72,32 @@ def _open_session(path, providers):
     return _make_session(path, [CPU])
 
 
+def fit_image(pil, size, fit, resample):
+    """``pil`` resized to ``size`` = (width, height) by ``fit`` (as ``kcnn.data.resize``):
+
+    ``"stretch"`` ignores the aspect ratio; ``"crop"`` cuts the largest centred box of the
+    target's aspect ratio first; ``"pad"`` fits the image inside and centres it on black.
+    """
+    width, height = size
+    if fit == "crop":
+        w, h = pil.size
+        crop_h = min(h, max(1, round(w * height / width)))
+        crop_w = min(w, max(1, round(h * width / height)))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        pil = pil.crop((left, top, left + crop_w, top + crop_h))
+    elif fit == "pad":
+        from PIL import Image
+
+        w, h = pil.size
+        scale = min(width / w, height / h)
+        inner = (max(1, int(w * scale)), max(1, int(h * scale)))
+        canvas = Image.new(pil.mode, (width, height))
+        canvas.paste(pil.resize(inner, resample), ((width - inner[0]) // 2,
+                                                   (height - inner[1]) // 2))
+        return canvas
+    return pil.resize((width, height), resample)
+
+
 def _softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -285,7 +311,8 @@ class OnnxPredictor:
                 pil = Image.fromarray(np.ascontiguousarray(image), "L")
             pil = pil.convert("L" if channels == 1 else "RGB")
             if pil.size != (width, height):
-                pil = pil.resize((width, height), _resample(self.preprocessing["resize"]))
+                pil = fit_image(pil, (width, height), self.preprocessing.get("fit", "stretch"),
+                                _resample(self.preprocessing["resize"]))
             array = np.asarray(pil, dtype=np.float32).reshape(height, width, channels)
         else:  # unusual channel counts: no colour conversion, resize channel by channel
             planes = image[..., None] if image.ndim == 2 else image
@@ -293,8 +320,9 @@ class OnnxPredictor:
                 raise ValueError(
                     f"image has {planes.shape[-1]} channel(s); the model takes {channels}.")
             array = np.stack([
-                np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c]), "L").resize(
-                    (width, height), _resample(self.preprocessing["resize"])), dtype=np.float32)
+                np.asarray(fit_image(Image.fromarray(np.ascontiguousarray(planes[..., c]), "L"),
+                                     (width, height), self.preprocessing.get("fit", "stretch"),
+                                     _resample(self.preprocessing["resize"])), dtype=np.float32)
                 for c in range(channels)], axis=-1)
         pre = self.preprocessing
         array = array.astype(np.float32, copy=False) * np.float32(pre["scale"])

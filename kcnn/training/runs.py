@@ -116,12 +116,14 @@ def _export(model, config, data, out, recipe):
     import numpy as np
 
     from kcnn import export as kexport
-    from kcnn.training.trainer import test_dataset
+    from kcnn.training.trainer import default_resize, test_dataset
 
     path = os.path.join(out, "model.onnx")
-    # The explain file beside it feeds kcnn-serve's see-inside page (feature maps, kernels).
+    # The explain file beside it feeds kcnn-serve's see-inside page (feature maps, kernels); the
+    # served model fits other-sized images the way it was trained (crop, pad or stretch).
     kexport.export_onnx(model, path, labels=list(data.class_names), model_name=recipe.model,
-                        conv=config.conv, explain=True)
+                        conv=config.conv, explain=True,
+                        preprocessing={"fit": config.resize or default_resize(data)})
     n = min(256, data.num_test)
     batch = next(iter(test_dataset(model, data, batch_size=n, resize=config.resize, limit=n)))
     samples = np.asarray(batch[0], dtype=np.float32)

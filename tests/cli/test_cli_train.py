@@ -212,6 +212,10 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
     if kind == "folder":
         broken = str(tmp_path / "imgs" / "train" / "cat" / "broken.jpg")
         assert report["data"]["resize"] == "crop"  # photos keep their aspect ratio
+        if export:  # and the served model fits other-sized photos the same way
+            from kcnn.export import read_metadata
+
+            assert read_metadata(out / "model.onnx")["kcnn.preprocessing"]["fit"] == "crop"
         assert report["data"]["skipped_files"] == [broken] and report["data"]["skipped"] == 1
         warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: skipped")]
         assert len(warned) == 1 and broken in warned[0]

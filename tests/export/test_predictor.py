@@ -242,3 +242,36 @@ def test_corrupt_metadata_is_reported(gray, tmp_path):
     onnx.save(proto, str(path))
     with pytest.raises(InvalidModelError, match=r"meta.onnx.*kcnn.labels.*not valid JSON"):
         OnnxPredictor(path)
+
+
+# --- fitting other aspect ratios (preprocessing "fit", as kcnn-train's --resize) --------------
+
+def test_fit_modes_match_the_training_pipeline():
+    """crop/pad/stretch of a 2:1 image to 10x10 lay the pixels where kcnn.data.resize does."""
+    import tensorflow as tf
+
+    from kcnn.data.resize import resize_images
+    from kcnn.export.predictor import fit_image
+
+    image = np.random.default_rng(4).integers(1, 256, (10, 20), dtype=np.uint8)  # H=10, W=20
+    pil = Image.fromarray(image, "L")
+    crop = np.asarray(fit_image(pil, (10, 10), "crop", Image.BILINEAR))
+    np.testing.assert_array_equal(crop, image[:, 5:15])  # the centred square, no resampling
+    trained = resize_images(tf.constant(image[..., None], tf.float32), (10, 10), "crop")
+    np.testing.assert_allclose(trained.numpy()[..., 0], image[:, 5:15], atol=1e-4)
+    padded = np.asarray(fit_image(pil, (10, 10), "pad", Image.BILINEAR))
+    trained = resize_images(tf.constant(image[..., None], tf.float32), (10, 10), "pad").numpy()
+    np.testing.assert_array_equal(padded == 0, trained[..., 0] == 0)  # the same black bars
+    assert (padded[:2] == 0).all() and (padded[2:7] > 0).all() and (padded[7:] == 0).all()
+    assert np.asarray(fit_image(pil, (10, 10), "stretch", Image.BILINEAR)).shape == (10, 10)
+
+
+def test_predictor_uses_the_fit_in_the_metadata(tmp_path):
+    model = _model((10, 10, 1))
+    path = tmp_path / "crop.onnx"
+    export_onnx(model, path, labels=LABELS, preprocessing={"fit": "crop"})
+    wide = np.random.default_rng(5).integers(0, 256, (10, 30), dtype=np.uint8)
+    x = OnnxPredictor(path).preprocess(wide)
+    np.testing.assert_allclose(x[0, ..., 0], wide[:, 10:20] / 255.0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"preprocessing\['fit'\] must be one of"):
+        export_onnx(model, tmp_path / "bad.onnx", preprocessing={"fit": "squash"})
