@@ -57,12 +57,11 @@ def _static_pads(layer, input_shape):
     """``((top, bottom), (left, right))`` that ``layer`` applies to an input of ``input_shape``."""
     from kcnn.layers import validation
 
-    conv_cls, _, _ = explicit_layers()
     spatial = _spatial(input_shape, layer.data_format)
     if any(d is None for d in spatial):
         raise LoweringError(f"layer {layer.name!r}: the input's height and width must be known "
                             f"to export it as a built-in operator; received {tuple(input_shape)}.")
-    if isinstance(layer, conv_cls):
+    if isinstance(layer, keras.layers.Conv2D):  # CrossCorrelation2D, or a grouped Conv2D
         return validation.resolve_padding(layer.padding, spatial, layer.kernel_size,
                                           layer.strides, layer.dilation_rate)
     if layer.padding == "valid":
@@ -185,12 +184,20 @@ def _lowest_float32():
     return float(np.finfo(np.float32).min)
 
 
+def _tf_grouped(layer):
+    """A grouped ``Conv2D`` (built-in or explicit) on TensorFlow, which tf2onnx cannot convert."""
+    kinds = (keras.layers.Conv2D, explicit_layers()[0])
+    return (type(layer) in kinds and layer.groups > 1
+            and keras.backend.backend() == "tensorflow")
+
+
 def _builtin_twin(layer):
-    """The lowered replacement of one explicit layer (``None`` for any other layer)."""
+    """The lowered replacement of one explicit layer, or of a built-in grouped ``Conv2D`` on
+    TensorFlow (``None`` for any other layer)."""
     conv_cls, max_cls, avg_cls = explicit_layers()
+    if _tf_grouped(layer):
+        return PaddedBuiltin(layer, GroupedConv2D(layer), 0.0)
     if isinstance(layer, conv_cls):
-        if layer.groups > 1 and keras.backend.backend() == "tensorflow":
-            return PaddedBuiltin(layer, GroupedConv2D(layer), 0.0)
         conv = keras.layers.Conv2D(
             layer.filters, layer.kernel_size, strides=layer.strides, padding="valid",
             data_format=layer.data_format, dilation_rate=layer.dilation_rate,
@@ -215,8 +222,16 @@ def _has_explicit(model):
     return any(isinstance(layer, explicit_layers()) for layer in iter_layers(model))
 
 
+def _needs_lowering(model):
+    from kcnn.layers.introspection import iter_layers
+
+    return any(isinstance(layer, explicit_layers()) or _tf_grouped(layer)
+               for layer in iter_layers(model))
+
+
 def lower(model):
-    """``model`` with every kcnn explicit layer replaced by its built-in twin, sharing weights.
+    """``model`` with every kcnn explicit layer replaced by its built-in twin, sharing weights
+    (and, on TensorFlow, every grouped ``Conv2D`` by one ``Conv2D`` per group).
 
     Every other layer is reused as it is (same objects, same weights). Nested functional and
     Sequential models are lowered too. Returns ``model`` itself when it has no explicit layer.
@@ -225,7 +240,7 @@ def lower(model):
         LoweringError: the model cannot be cloned (subclassed models, layers with unknown input
             height/width); the caller may export the spelled-out graph instead.
     """
-    if not _has_explicit(model):
+    if not _needs_lowering(model):
         return model
 
     def swap(layer):

@@ -177,3 +177,16 @@ def test_lora_layer_exports_its_merged_kernel(tmp_path):
     x = np.random.default_rng(1).random((2, 9, 9, 2), dtype=np.float32)
     np.testing.assert_allclose(run(result.path, x), reference(model, x), atol=1e-5)
     assert ops_of(result.path)["Conv"] == 1
+
+
+def test_builtin_grouped_conv_exports_on_every_backend(tmp_path):
+    """Keras compiles grouped Conv2D with XLA on TensorFlow, which tf2onnx cannot convert: the
+    export writes one Conv per group there instead."""
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((8, 8, 4)),
+                              keras.layers.Conv2D(6, 3, padding="same", groups=2,
+                                                  activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    result = export_onnx(model, tmp_path / "grouped.onnx")
+    x = np.random.default_rng(8).random((2, 8, 8, 4), dtype=np.float32)
+    np.testing.assert_allclose(run(result.path, x), reference(model, x), atol=1e-5)
