@@ -5,9 +5,10 @@ Y[i, j] = Σa Σb X[i + a, j + b]·K[a, b] (+ bias), computed from strided slice
 
 Modules: ``cross_correlation`` / ``pooling`` / ``corr2d`` (the public layers and function),
 ``validation`` (argument and padding helpers, also for kcnn core), ``reference`` (the formula,
-the tests' oracle), ``dispatch`` (the one choice of arrangement), ``engine`` (runs a plan with
-the hand-written backward), ``correlation`` / ``correlation_bands`` / ``correlation_torch``
-(the arrangements).
+the tests' oracle), ``correlation`` (the one function ``call`` uses: the windows times the kernel,
+with the hand-written backward), ``dispatch`` (the one choice of arrangement, with the figure
+behind each), ``correlation_torch`` (the eager PyTorch arrangement), ``keras_compat`` (the only
+private Keras imports).
 """
 
 from kcnn.layers.corr2d import corr2d

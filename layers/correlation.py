@@ -1,29 +1,105 @@
-"""The fast arrangements of the explicit 2-D cross-correlation (keras.ops, no convolution primitive).
+"""The explicit cross-correlation behind ``CrossCorrelation2D.call``: one function, :func:`correlate`.
 
     Y[n, i, j, f] = Σ_a Σ_b Σ_c  Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f]
 
-where ``Xp`` is the zero-padded input, ``s`` the strides and ``d`` the dilation. Each kernel offset
-``(a, b)`` reads one strided slice of ``Xp``; the slices are multiplied by that offset's
-``(in, out)`` weight matrix and summed. ``path`` (chosen by ``kcnn.layers.dispatch``) says how
-the slices are gathered: all at once (``"im2col"``), one kernel row at a time (``"kernel_rows"``),
-or by the eager PyTorch module (``"torch"``, ``correlation_torch``); ``correlation_bands`` loops
-over bands of output rows.
+``Xp`` is the padded channels_last input, ``s`` the strides, ``d`` the dilation. Each kernel offset
+``(a, b)`` reads one strided slice of ``Xp`` (a *window* position per output pixel); the windows
+side by side make the patch matrix, whose product with the reshaped kernel is ``Y``.
+``kcnn.layers.dispatch`` picks how the windows are gathered (``plan.path``):
 
-The hand-written backward pass (wired up in ``kcnn.layers.engine``):
+* ``"reference"`` — ``kcnn.layers.reference``: one slice and matmul per offset, autodiff;
+* ``"im2col"`` — every window of every example in one patch matrix, one matmul;
+* ``"kernel_rows"`` — one kernel row of windows at a time (kh matmuls), for large layers;
+* ``"bands"`` — a loop over bands of output rows (``correlation_bands``), large layers on
+  TensorFlow/JAX;
+* ``"torch"`` — eager PyTorch with autograd off (``correlation_torch``).
 
-* the kernel gradient is, per offset, slice-transposed times the output gradient;
-* the input gradient, for stride 1, scatters each window's gradient ``dY · K[a, b]ᵀ`` back to the
-  input positions the window read; for strides > 1 it is the output gradient correlated with the
-  spatially flipped, in/out-transposed kernel, per stride phase (the rows ``p ≡ r mod s`` of the
-  input gradient only see the kernel rows ``r, r+s, r+2s, …``), so no zeros are ever inserted.
+For training, every path but the reference runs inside ``keras.ops.custom_gradient`` with a
+hand-written backward pass, so autodiff never keeps ``kh·kw`` input-sized slices alive:
 
-All tensors here are channels_last ``(N, H, W, C)``; the layer transposes channels_first inputs.
+* kernel gradient: ``dK = patchesᵀ · dY`` (the forward's patch matrix reused when it was built
+  in one piece), accumulated in float32 for float16/bfloat16 inputs;
+* input gradient, stride 1: each window's gradient ``dY · K[a, b]ᵀ`` scattered back where the
+  window was read; strides > 1: ``dY`` correlated with the flipped, in/out-swapped kernel per
+  stride phase (rows ``p ≡ r mod s`` only see kernel rows ``r, r+s, …``), no zeros inserted.
+
+In a TensorFlow graph (``plan.xla``) the forward and each gradient are XLA-compiled functions.
 """
 
+import keras
 from keras import ops
 from keras.backend import backend
 
-from kcnn.layers import dispatch, validation
+from kcnn.layers import dispatch, reference, validation
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm="auto"):
+    """Valid cross-correlation (no bias) of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F).
+
+    ``kernel`` may be float32 while ``xp`` is low precision: it is cast for the product, and its
+    gradient stays float32. ``training`` selects the hand-written backward; ``algorithm`` is one
+    of ``dispatch.ALGORITHMS``.
+    """
+    kh, kw = kernel.shape[:2]
+    out_hw = tuple(validation.output_length(n, k, s, d)
+                   for n, k, s, d in zip(ops.shape(xp)[1:3], (kh, kw), strides, dilation))
+    plan = dispatch.choose(
+        backend=backend(), training=bool(training), algorithm=algorithm, batch=ops.shape(xp)[0], out_hw=out_hw,
+        kernel_shape=tuple(kernel.shape), groups=groups, torch_autograd_off=_torch_autograd_off(training),
+        tf_graph=_tf_graph(),
+    )
+    dispatch.note(plan)
+    if not plan.hand_written_backward:
+        weights = ops.cast(kernel, xp.dtype)
+        if plan.path == "reference":
+            return reference.cross_correlate(xp, weights, strides, dilation, groups, out_hw)
+        return _forward(plan, xp, weights, strides, dilation, groups)[0]
+    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that read
+    # variables unless the gradient function handles them itself.
+    kernel = ops.copy(kernel)
+    if plan.xla:
+        return _xla(plan, xp, kernel, strides, dilation, groups)
+
+    @ops.custom_gradient
+    def lean(inputs, weights):
+        # PyTorch tensors say whether their gradient is wanted (not for a model's input images);
+        # TensorFlow and JAX prune unused gradients themselves.
+        input_gradient_needed = getattr(inputs, "requires_grad", True)
+        compute_weights = ops.cast(weights, inputs.dtype)
+        outputs, patches = _forward(plan, inputs, compute_weights, strides, dilation, groups)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally.
+                (upstream,) = args
+            dx = None
+            if input_gradient_needed:
+                dx = _input_gradient(plan, upstream, compute_weights, ops.shape(inputs)[1:3], strides, dilation, groups)
+            dk = _kernel_gradient(plan, inputs, upstream, weights.shape, strides, dilation, groups, patches)
+            return dx, ops.cast(dk, weights.dtype)
+
+        return outputs, grad
+
+    return lean(xp, kernel)
+
+
+def _torch_autograd_off(training):
+    """Eager PyTorch, not tracing, autograd off (always when training: inside custom_gradient)."""
+    if not torch_views_usable():
+        return False
+    import torch
+
+    return bool(training) or not torch.is_grad_enabled()
+
+
+def _tf_graph():
+    """TensorFlow tracing a graph (``tf.function``, as ``model.fit`` does), not running eagerly."""
+    if backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
 
 
 def torch_views_usable():
@@ -35,205 +111,196 @@ def torch_views_usable():
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
+def _forward(plan, xp, kernel, strides, dilation, groups):
+    """(Y, the patch matrix if it was built in one piece else None)."""
+    if plan.path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch.correlate(xp, kernel, strides, dilation)
+    if plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        return correlation_bands.correlate(xp, kernel, strides, dilation, groups, plan.band_rows), None
+    kh = kernel.shape[0]
+    chunks = _row_chunks(plan.path, kh)
+    out = None
+    for a0, a1 in chunks:
+        patches = windows(xp, kernel.shape[:2], strides, dilation, (a0, a1))
+        term = contract(patches, kernel[a0:a1], groups)
+        out = term if out is None else ops.add(out, term)
+    return out, (patches if len(chunks) == 1 else None)
+
+
 def _row_chunks(path, kh):
     """Kernel rows gathered per matmul: all at once (im2col) or one at a time (kernel_rows)."""
     return [(0, kh)] if path == "im2col" else [(a, a + 1) for a in range(kh)]
 
 
-class _Windows:
-    """The sliding windows of a padded input, gathered a few kernel rows at a time.
-
-    ``rows(a0, a1)`` returns the windows of kernel rows ``a0 … a1−1`` as a channels_last patch
-    matrix (N, Ho, Wo, R·kw·C), ordered (a, b, c): the strided slices of the formula, side by
-    side. ``contract`` and ``kernel_gradient`` apply the matching kernel layout, block-diagonal
-    over ``groups``.
-    """
-
-    def __init__(self, xp, kernel_hw, strides, dilation, groups):
-        self.xp = xp
-        self.kh, self.kw = kernel_hw
-        self.strides, self.dilation, self.groups = strides, dilation, groups
-        n, hp, wp, channels = ops.shape(xp)
-        self.n, self.channels = n, channels
-        self.out_hw = (
-            validation.output_length(hp, self.kh, strides[0], dilation[0]),
-            validation.output_length(wp, self.kw, strides[1], dilation[1]),
-        )
-
-    def rows(self, a0, a1):
-        (sh, sw), (dh, dw), (ho, wo) = self.strides, self.dilation, self.out_hw
-        if torch_views_usable():
-            return self._rows_torch(a0, a1)
-        slices = [
-            self.xp[:, a * dh : a * dh + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw, :]
-            for a in range(a0, a1)
-            for b in range(self.kw)
-        ]
-        return slices[0] if len(slices) == 1 else ops.concatenate(slices, axis=-1)
-
-    def _rows_torch(self, a0, a1):
-        """Same patches from strided window views (``Tensor.unfold``) and one reshape copy.
-
-        Eager PyTorch copies each small channels-last slice element by element in ``cat``;
-        the view-and-reshape gathers the same numbers 5–10× faster (see bench notes).
-        """
+def windows(xp, kernel_hw, strides, dilation, kernel_rows=None):
+    """The windows of kernel rows ``a0 … a1−1`` (default: all) as a patch matrix (N, Ho, Wo, R·kw·C),
+    columns ordered (a, b, c): the strided slices of the formula side by side."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, strides, dilation
+    a0, a1 = kernel_rows or (0, kh)
+    ho, wo = (validation.output_length(n, k, s, d) for n, k, s, d in zip(ops.shape(xp)[1:3], kernel_hw, strides,
+                                                                           dilation))
+    if torch_views_usable():
         from kcnn.layers import correlation_torch
 
-        band = self.xp[:, a0 * self.dilation[0] :]
-        windows = correlation_torch._window_view(band, (a1 - a0, self.kw), self.strides, self.dilation, self.out_hw)
-        n, ho, wo, r, kw, c = windows.shape  # no -1: torch cannot infer it when N is 0
-        return windows.reshape(n, ho, wo, r * kw * c)
+        view = correlation_torch.window_view(xp[:, a0 * dh:], (a1 - a0, kw), strides, dilation, (ho, wo))
+        n, ho, wo, r, kw, c = view.shape  # no -1: torch cannot infer it when N is 0
+        return view.reshape(n, ho, wo, r * kw * c)  # 5–10× faster than cat of small slices
+    slices = [reference.offset_slice(xp, a, b, (ho, wo), strides, dilation) for a in range(a0, a1) for b in range(kw)]
+    return slices[0] if len(slices) == 1 else ops.concatenate(slices, axis=-1)
 
-    def contract(self, patches, kernel_rows):
-        """patches of R kernel rows · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F)."""
-        r, kw, cg, filters = kernel_rows.shape
-        (ho, wo), groups = self.out_hw, self.groups
-        if groups == 1:
-            return ops.matmul(patches, ops.reshape(kernel_rows, (r * kw * cg, filters)))
-        view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
-        kernel = ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups))
-        out = ops.einsum("nlpgc,pcgf->nlgf", view, kernel)
-        return ops.reshape(out, (-1, ho, wo, filters))
 
-    def kernel_gradient(self, patches, dy, kernel_rows_shape):
-        """Σ over batch and positions of patchesᵀ · dY → (R, kw, C/g, F)."""
-        r, kw, cg, filters = kernel_rows_shape
-        (ho, wo), groups = self.out_hw, self.groups
-        if groups == 1:
-            patches = ops.reshape(patches, (-1, r * kw * cg))
-            grad = ops.matmul(ops.transpose(patches), ops.reshape(dy, (-1, filters)))
-            return ops.reshape(grad, kernel_rows_shape)
-        view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
-        dy = ops.reshape(dy, (-1, ho * wo, groups, filters // groups))
-        grad = ops.einsum("nlpgc,nlgf->pcgf", view, dy)
+def contract(patches, kernel_rows, groups):
+    """patches (N, Ho, Wo, R·kw·C) · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F), block-diagonal over groups."""
+    r, kw, cg, filters = kernel_rows.shape
+    if groups == 1:
+        return ops.matmul(patches, ops.reshape(kernel_rows, (r * kw * cg, filters)))
+    ho, wo = ops.shape(patches)[1:3]
+    view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
+    out = ops.einsum("nlpgc,pcgf->nlgf", view, ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups)))
+    return ops.reshape(out, (-1, ho, wo, filters))
+
+
+def patches_times_gradient(patches, dy, kernel_rows_shape, groups):
+    """Σ over batch and positions of patchesᵀ · dY → (R, kw, C/g, F)."""
+    r, kw, cg, filters = kernel_rows_shape
+    if groups == 1:
+        grad = ops.matmul(ops.transpose(ops.reshape(patches, (-1, r * kw * cg))), ops.reshape(dy, (-1, filters)))
         return ops.reshape(grad, kernel_rows_shape)
+    ho, wo = ops.shape(dy)[1:3]
+    view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
+    grad = ops.einsum("nlpgc,nlgf->pcgf", view, ops.reshape(dy, (-1, ho * wo, groups, filters // groups)))
+    return ops.reshape(grad, kernel_rows_shape)
 
 
-def correlate_padded(xp, kernel, strides, dilation, groups, path, keep_patches=False):
-    """Valid cross-correlation of an already padded channels_last input (no bias).
-
-    Args:
-        xp: (N, Hp, Wp, C) tensor.
-        kernel: (kh, kw, C // groups, F) tensor.
-        strides, dilation: (h, w) int pairs.
-        groups: number of channel groups.
-        path: ``"torch"``, ``"im2col"`` or ``"kernel_rows"`` (see ``kcnn.layers.dispatch``).
-        keep_patches: also return the im2col patch matrix when it was built in one piece,
-            else None — the kernel gradient reuses it instead of gathering again.
-    """
-    windows = _Windows(xp, kernel.shape[:2], strides, dilation, groups)
-    if path == "torch":
-        from kcnn.layers import correlation_torch
-
-        return correlation_torch.correlate(xp, kernel, strides, dilation, windows.out_hw, keep_patches)
-    chunks = _row_chunks(path, windows.kh)
-    out = None
-    for a0, a1 in chunks:
-        patches = windows.rows(a0, a1)
-        term = windows.contract(patches, kernel[a0:a1])
-        out = term if out is None else ops.add(out, term)
-    if keep_patches:
-        return out, patches if len(chunks) == 1 else None
-    return out
-
-
-def kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, path, patches=None):
-    """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f]."""
-    kh, kw, cg, filters = kernel_shape
-    if path == "torch":
+def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patches):
+    """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f], float32 for low precision."""
+    if keras.backend.standardize_dtype(xp.dtype) in _LOW_PRECISION:
+        xp, dy, patches = ops.cast(xp, "float32"), ops.cast(dy, "float32"), None
+    if plan.path == "torch":
         from kcnn.layers import correlation_torch
 
         return correlation_torch.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
-    windows = _Windows(xp, (kh, kw), strides, dilation, groups)
+    if plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        return correlation_bands.kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, plan.band_rows)
     if patches is not None:
-        return windows.kernel_gradient(patches, dy, kernel_shape)
+        return patches_times_gradient(patches, dy, kernel_shape, groups)
+    kh, kw, cg, filters = kernel_shape
     chunks = [
-        windows.kernel_gradient(windows.rows(a0, a1), dy, (a1 - a0, kw, cg, filters))
-        for a0, a1 in _row_chunks(path, kh)
+        patches_times_gradient(windows(xp, (kh, kw), strides, dilation, (a0, a1)), dy, (a1 - a0, kw, cg, filters),
+                               groups)
+        for a0, a1 in _row_chunks(plan.path, kh)
     ]
     return chunks[0] if len(chunks) == 1 else ops.concatenate(chunks, axis=0)
 
 
-def _backward_kernel(kernel, groups):
-    """Flip (kh, kw, C/g, F) spatially and swap in/out per group → (kh, kw, F/g, C)."""
-    kh, kw, cg, filters = kernel.shape
-    fg = filters // groups
-    flipped = ops.flip(kernel, axis=(0, 1))
-    flipped = ops.reshape(flipped, (kh, kw, cg, groups, fg))
-    flipped = ops.transpose(flipped, (0, 1, 4, 3, 2))
-    return ops.reshape(flipped, (kh, kw, fg, groups * cg))
+def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
+    """dXp: scattered back per window (stride 1), or correlated per stride phase."""
+    if plan.path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
+    if tuple(strides) != (1, 1):
+        return _phase_input_gradient(dy, kernel, padded_hw, strides, groups)
+    if plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        return correlation_bands.input_gradient(dy, kernel, padded_hw, dilation, groups, plan.band_rows)
+    return scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
 
 
-def _window_gradients(dy, kernel_rows, groups):
-    """dY · K[a, b]ᵀ for the R given kernel rows → (N, Ho, Wo, R·kw, C): each window's gradient."""
-    r, kw, cg, filters = kernel_rows.shape
-    ho, wo = ops.shape(dy)[1:3]
-    if groups == 1:
-        weights = ops.reshape(kernel_rows, (r * kw * cg, filters))
-        windows = ops.matmul(ops.reshape(dy, (-1, filters)), ops.transpose(weights))
-    else:
-        dy = ops.reshape(dy, (-1, groups, filters // groups))
-        weights = ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups))
-        windows = ops.einsum("mgf,pcgf->mpgc", dy, weights)
-    return ops.reshape(windows, (-1, ho, wo, r * kw, groups * cg))
+def scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
+    """dXp for stride 1: dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f].
 
-
-def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
-    """dXp for stride 1: every window's gradient added back where the window was read.
-
-    dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f]: one matmul gives the
-    windows' gradients and each offset's block is zero-padded into place and summed, which
-    XLA fuses into one pass. Kernel rows go one at a time when all would make a large buffer.
-    3–9× faster under XLA than correlating the padded dY with the flipped kernel.
+    One matmul gives every window's gradient; each offset's block is zero-padded into place and
+    summed, which XLA fuses into one pass (3–9× faster under XLA than correlating the padded dY
+    with the flipped kernel). Kernel rows go one at a time when all would make a large buffer.
     """
-    kh, kw, cg, _ = kernel.shape
+    kh, kw, cg, filters = kernel.shape
     (dh, dw), (hp, wp) = dilation, padded_hw
-    ho, wo = ops.shape(dy)[1:3]
-    elements = dispatch.patch_elements(ops.shape(dy)[0], (ho, wo), (kh, kw), cg * groups)
-    chunks = _row_chunks("im2col" if elements <= dispatch.MAX_PATCH_ELEMENTS else "kernel_rows", kh)
+    n, ho, wo = ops.shape(dy)[:3]
+    fits = dispatch.patch_elements(n, (ho, wo), (kh, kw), cg * groups) <= dispatch.MAX_PATCH_ELEMENTS
     dxp = None
-    for a0, a1 in chunks:
-        windows = _window_gradients(dy, kernel[a0:a1], groups)
+    for a0, a1 in _row_chunks("im2col" if fits else "kernel_rows", kh):
+        r = a1 - a0
+        if groups == 1:
+            weights = ops.reshape(kernel[a0:a1], (r * kw * cg, filters))
+            grads = ops.matmul(ops.reshape(dy, (-1, filters)), ops.transpose(weights))
+        else:
+            weights = ops.reshape(kernel[a0:a1], (r * kw, cg, groups, filters // groups))
+            grads = ops.einsum("mgf,pcgf->mpgc", ops.reshape(dy, (-1, groups, filters // groups)), weights)
+        grads = ops.reshape(grads, (-1, ho, wo, r * kw, groups * cg))
         for a in range(a0, a1):
             for b in range(kw):
                 top, left = a * dh, b * dw
-                term = ops.pad(
-                    windows[:, :, :, (a - a0) * kw + b],
-                    ((0, 0), (top, hp - top - ho), (left, wp - left - wo), (0, 0)),
-                )
+                term = ops.pad(grads[:, :, :, (a - a0) * kw + b],
+                               ((0, 0), (top, hp - top - ho), (left, wp - left - wo), (0, 0)))
                 dxp = term if dxp is None else ops.add(dxp, term)
     return dxp
 
 
-def input_gradient(dy, kernel, padded_hw, strides, dilation, groups, path):
-    """dXp: scattered back per window (stride 1), or correlated per stride phase."""
-    if path == "torch":
-        from kcnn.layers import correlation_torch
-
-        return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
+def _phase_input_gradient(dy, kernel, padded_hw, strides, groups):
+    """dXp for strides > 1 (dilation is then 1): per stride phase, dY correlated with the kernel rows it sees."""
     kh, kw, cg, filters = kernel.shape
-    sh, sw = strides
-    hp, wp = padded_hw
-    ho, wo = ops.shape(dy)[1:3]
-    if sh == 1 and sw == 1:
-        return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
-    # strides > 1 implies dilation 1 (Keras forbids both).
+    (sh, sw), (hp, wp) = strides, padded_hw
+    n, ho, wo = ops.shape(dy)[:3]
     qh, qw = -(-hp // sh), -(-wp // sw)
-    n = ops.shape(dy)[0]
     phase_rows = []
     for rh in range(sh):
         phases = []
         for rw in range(sw):
             sub = kernel[rh::sh, rw::sw]
-            th, tw = sub.shape[0], sub.shape[1]
+            th, tw = sub.shape[:2]
             if th == 0 or tw == 0:
                 phases.append(ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype))
                 continue
             dyp = ops.pad(dy, ((0, 0), (th - 1, qh - ho), (tw - 1, qw - wo), (0, 0)))
-            elements = dispatch.patch_elements(n, (qh, qw), (th, tw), filters)
-            phase_path = "im2col" if elements <= dispatch.MAX_PATCH_ELEMENTS else "kernel_rows"
-            phases.append(correlate_padded(dyp, _backward_kernel(sub, groups), (1, 1), (1, 1), groups, phase_path))
+            fits = dispatch.patch_elements(n, (qh, qw), (th, tw), filters) <= dispatch.MAX_PATCH_ELEMENTS
+            phase_plan = dispatch.Plan("im2col" if fits else "kernel_rows")
+            phases.append(_forward(phase_plan, dyp, _flipped(sub, groups), (1, 1), (1, 1), groups)[0])
         phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
-    interleaved = ops.stack(phase_rows, axis=2)  # (N, Qh, sh, Qw, sw, C)
-    interleaved = ops.reshape(interleaved, (n, qh * sh, qw * sw, groups * cg))
+    interleaved = ops.reshape(ops.stack(phase_rows, axis=2), (n, qh * sh, qw * sw, groups * cg))
     return interleaved[:, :hp, :wp, :]
+
+
+def _flipped(kernel, groups):
+    """Flip (kh, kw, C/g, F) spatially and swap in/out per group → (kh, kw, F/g, C)."""
+    kh, kw, cg, filters = kernel.shape
+    flipped = ops.reshape(ops.flip(kernel, axis=(0, 1)), (kh, kw, cg, groups, filters // groups))
+    return ops.reshape(ops.transpose(flipped, (0, 1, 4, 3, 2)), (kh, kw, filters // groups, groups * cg))
+
+
+def _xla(plan, xp, kernel, strides, dilation, groups):
+    """TensorFlow graph mode: the forward and each gradient compiled by XLA (which fuses the
+    gathers into the matmuls; plain graph ops would copy every slice and its gradient)."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, autograph=False)
+    def forward(inputs, weights):
+        return _forward(plan, inputs, ops.cast(weights, inputs.dtype), strides, dilation, groups)[0]
+
+    # Two compiled functions, so that graph pruning drops the input gradient where nothing needs
+    # it (a model's first layer).
+    @tf.function(jit_compile=True, autograph=False)
+    def input_gradient(inputs, weights, upstream):
+        return _input_gradient(plan, upstream, ops.cast(weights, inputs.dtype), inputs.shape[1:3], strides, dilation,
+                               groups)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def kernel_gradient(inputs, weights, upstream):
+        dk = _kernel_gradient(plan, inputs, upstream, weights.shape, strides, dilation, groups, None)
+        return ops.cast(dk, weights.dtype)
+
+    @tf.custom_gradient
+    def lean(inputs, weights):
+        def grad(upstream):
+            return input_gradient(inputs, weights, upstream), kernel_gradient(inputs, weights, upstream)
+
+        return forward(inputs, weights), grad
+
+    return lean(xp, kernel)

@@ -14,7 +14,7 @@ unlike unrolled chunks, makes XLA reuse one band's buffers instead of keeping ev
 
 from keras import ops
 
-from kcnn.layers import correlation
+from kcnn.layers import correlation, validation
 
 
 def _batch(x):
@@ -34,15 +34,16 @@ def _output_band(y, index, rows):
     return ops.slice(y, (0, index * rows, 0, 0), (_batch(y), rows, wo, filters))
 
 
-def correlate(xp, kernel, strides, dilation, groups, out_hw, rows):
+def correlate(xp, kernel, strides, dilation, groups, rows):
     """Valid cross-correlation (no bias) of padded channels_last ``xp``, ``rows`` rows at a time."""
     kh, kw, _, filters = kernel.shape
-    n = ops.shape(xp)[0]
+    n, hp, wp = ops.shape(xp)[:3]
+    out_hw = tuple(validation.output_length(*args) for args in zip((hp, wp), (kh, kw), strides, dilation))
 
     def body(index, out):
         band = _input_band(xp, index, rows, kh, strides[0], dilation[0])
-        windows = correlation._Windows(band, (kh, kw), strides, dilation, groups)
-        return ops.slice_update(out, (0, index * rows, 0, 0), windows.contract(windows.rows(0, kh), kernel))
+        patches = correlation.windows(band, (kh, kw), strides, dilation)
+        return ops.slice_update(out, (0, index * rows, 0, 0), correlation.contract(patches, kernel, groups))
 
     out = ops.zeros((n, *out_hw, filters), dtype=xp.dtype)
     return ops.fori_loop(0, out_hw[0] // rows, body, out)
@@ -54,9 +55,9 @@ def kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, rows):
 
     def body(index, grad):
         band = _input_band(xp, index, rows, kh, strides[0], dilation[0])
-        windows = correlation._Windows(band, (kh, kw), strides, dilation, groups)
-        patches = windows.rows(0, kh)
-        return ops.add(grad, windows.kernel_gradient(patches, _output_band(dy, index, rows), kernel_shape))
+        patches = correlation.windows(band, (kh, kw), strides, dilation)
+        return ops.add(grad, correlation.patches_times_gradient(patches, _output_band(dy, index, rows), kernel_shape,
+                                                                groups))
 
     grad = ops.zeros(kernel_shape, dtype=xp.dtype)  # float32 under mixed precision (see engine)
     return ops.fori_loop(0, ops.shape(dy)[1] // rows, body, grad)
@@ -70,7 +71,7 @@ def input_gradient(dy, kernel, padded_hw, dilation, groups, rows):
     size = (_batch(dy), span, padded_hw[1], cg * groups)
 
     def body(index, dxp):
-        contribution = correlation._scatter_input_gradient(
+        contribution = correlation.scatter_input_gradient(
             _output_band(dy, index, rows), kernel, (span, padded_hw[1]), dilation, groups
         )
         start = (0, index * rows, 0, 0)

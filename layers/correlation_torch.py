@@ -22,7 +22,7 @@ import torch
 from kcnn.layers import dispatch
 
 
-def _window_view(xp, kernel_hw, strides, dilation, out_hw):
+def window_view(xp, kernel_hw, strides, dilation, out_hw):
     """(N, Ho, Wo, kh, kw, C) strided view of the windows of a padded channels_last input."""
     (kh, kw), (sh, sw), (dh, dw), (ho, _) = kernel_hw, strides, dilation, out_hw
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
@@ -43,7 +43,7 @@ def _patch_chunks(xp, kernel_hw, strides, dilation, out_hw):
     depth = kernel_hw[0] * kernel_hw[1] * channels
     per_example = out_hw[0] * out_hw[1] * depth
     step = max(1, min(n, dispatch.MAX_PATCH_ELEMENTS // max(per_example, 1)))
-    view = _window_view(xp, kernel_hw, strides, dilation, out_hw)  # (N, Ho, Wo, kh, kw, C)
+    view = window_view(xp, kernel_hw, strides, dilation, out_hw)  # (N, Ho, Wo, kh, kw, C)
     one_channel = channels == 1
     if one_channel:
         view = view[..., 0].permute(0, 3, 4, 1, 2)  # (N, kh, kw, Ho, Wo)
@@ -72,22 +72,19 @@ def _accumulate_kernel_gradient(grad, patches, dy):
         grad.addbmm_(patches, dy.reshape(dy.shape[0], -1, filters))
 
 
-def correlate(xp, kernel, strides, dilation, out_hw, keep_patches=False):
-    """Valid cross-correlation (no bias) of padded (N, Hp, Wp, C) with (kh, kw, C, F).
-
-    keep_patches: also return the patch matrix when one chunk held every example (else None),
-    for ``kernel_gradient`` to reuse.
+def correlate(xp, kernel, strides, dilation):
+    """(Y, patches): valid cross-correlation (no bias) of padded (N, Hp, Wp, C) with (kh, kw, C, F),
+    and the patch matrix when one chunk held every example (else None), for ``kernel_gradient``.
     """
     kh, kw, channels, filters = kernel.shape
+    out_hw = tuple((n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(xp.shape[1:3], (kh, kw), strides, dilation))
     weights = kernel.reshape(kh * kw * channels, filters)
     out = xp.new_empty((xp.shape[0], *out_hw, filters))
     chunks = 0
     for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation, out_hw):
         _matmul_into(patches, weights, out[n0:n1])
         chunks += 1
-    if keep_patches:
-        return out, patches if chunks == 1 else None
-    return out
+    return out, (patches if chunks == 1 else None)
 
 
 def kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches=None):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kcnn.layers import dispatch, engine, keras_compat, validation
+from kcnn.layers import correlation, dispatch, keras_compat, validation
 
 
 @keras.saving.register_keras_serializable(package="kcnn")
@@ -108,28 +108,25 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank))
 
     def call(self, inputs, training=None):
-        """The cross-correlation of ``inputs``; ``algorithm="reference"`` runs
-        ``kcnn.layers.reference.cross_correlate``, the formula in a few lines:
-        ``Y = Σ_a Σ_b matmul(Xp[:, a·d_h :: s_h, b·d_w :: s_w, :], K[a, b])`` (strided slices of the
-        padded input, one matmul per kernel offset). Other algorithms compute the same numbers in
-        the arrangement ``kcnn.layers.dispatch.choose`` plans; ``training=True`` uses the
-        hand-written backward pass (``kcnn.layers.engine``).
+        """``Y = corr2d(pad(X), K) + b``, d2l's formula, for every example and channel:
+
+        ``Y[n, i, j, f] = Σ_a Σ_b Σ_c Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f] + b[f]``
+
+        ``correlation.correlate`` gathers the windows and multiplies them by the kernel in the
+        arrangement ``kcnn.layers.dispatch`` picks (``training=True``: with the hand-written
+        backward pass); ``algorithm="reference"`` runs the formula as written
+        (``kcnn.layers.reference``: one strided slice and matmul per kernel offset).
         """
-        x = inputs
-        if self.data_format == "channels_first":
-            x = ops.transpose(x, (0, 2, 3, 1))
-        pads = self._pads(tuple(ops.shape(x)[1:3]))
-        outputs = engine.cross_correlate(
-            x, self._stored_dtype_kernel(), self.strides, self.dilation_rate, pads, self.groups,
-            training=bool(training), algorithm=self.algorithm,
-        )
+        x = inputs if self.data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
+        (top, bottom), (left, right) = self._pads(tuple(ops.shape(x)[1:3]))
+        xp = ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if top + bottom + left + right else x
+        y = correlation.correlate(xp, self._stored_dtype_kernel(), self.strides, self.dilation_rate, self.groups,
+                                  training=bool(training), algorithm=self.algorithm)
         if self.use_bias:
-            outputs = ops.add(outputs, ops.cast(self.bias, outputs.dtype))
+            y = ops.add(y, ops.cast(self.bias, y.dtype))
         if self.data_format == "channels_first":
-            outputs = ops.transpose(outputs, (0, 3, 1, 2))
-        if self.activation is not None:
-            return self.activation(outputs)
-        return outputs
+            y = ops.transpose(y, (0, 3, 1, 2))
+        return y if self.activation is None else self.activation(y)
 
     def get_config(self):
         config = super().get_config()
