@@ -159,3 +159,24 @@ def check_label_range(y: np.ndarray, num_classes: int, where: str) -> None:
 
 
 # --------------------------------------------------------------------------- npz
+
+
+def validation_indices(y_train, fraction, seed):
+    """``(train, validation)`` sorted index arrays holding out ``fraction`` of ``y_train``'s
+    examples, stratified by class where every class can spare one; seeded.
+
+    Raises ``ValueError`` when either part would be empty.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(y_train)
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"fraction={fraction} of {n} training examples leaves an empty train or "
+                         f"validation set")
+    idx = np.arange(n)
+    try:
+        tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=y_train)
+    except ValueError:  # a class too small to stratify
+        tr, va = train_test_split(idx, test_size=n_val, random_state=seed)
+    return np.sort(tr), np.sort(va)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from kcnn.data.arrays import DataError, check_class_names
+from kcnn.data.arrays import DataError, check_class_names, validation_indices
 
 SPEC = "folder:DIR"
 
@@ -214,19 +214,7 @@ def split_folder_validation(data: FolderData, fraction: float, seed: int):
     """``(train, val)`` of a :class:`FolderData`: ``fraction`` of its training files held out,
     stratified by class where every class can spare one (``val``'s test split is the held-out
     files, as :func:`kcnn.data.split_validation` does for arrays)."""
-    from sklearn.model_selection import train_test_split
-
-    n = data.num_train
-    n_val = int(round(n * fraction))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"fraction={fraction} of {n} training examples leaves an empty train or "
-                         f"validation set")
-    idx = np.arange(n)
-    try:
-        tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=data.y_train)
-    except ValueError:  # a class too small to stratify
-        tr, va = train_test_split(idx, test_size=n_val, random_state=seed)
-    tr, va = np.sort(tr), np.sort(va)
+    tr, va = validation_indices(data.y_train, fraction, seed)
     files = data.train_files
     train = replace(data, train_files=tuple(files[i] for i in tr), y_train=data.y_train[tr])
     val_files = tuple(files[i] for i in va)

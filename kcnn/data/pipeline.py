@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcnn.data.arrays import as_images, as_labels, check_pair
+from kcnn.data.arrays import as_images, as_labels, check_pair, validation_indices
 from kcnn.data.augment import augmentation, check_augment
 from kcnn.data.image_data import ImageData
 from kcnn.data.resize import check_resize, resize_images
@@ -18,8 +18,6 @@ def split_validation(data: ImageData, fraction: float = 0.1, seed: int = 0):
     set). Stratified by class when every class has enough examples. A ``folder:DIR`` data
     set (:class:`kcnn.data.folder.FolderData`) is split by file, nothing decoded.
     """
-    from sklearn.model_selection import train_test_split
-
     from kcnn.data.folder import FolderData, split_folder_validation
 
     if not isinstance(data, (ImageData, FolderData)):
@@ -28,19 +26,7 @@ def split_validation(data: ImageData, fraction: float = 0.1, seed: int = 0):
         raise ValueError(f"fraction must be a number in (0, 1); received {fraction!r}")
     if isinstance(data, FolderData):
         return split_folder_validation(data, fraction, seed)
-    n = data.num_train
-    n_val = int(round(n * fraction))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(
-            f"fraction={fraction} of {n} training examples leaves an empty train or "
-            f"validation set"
-        )
-    idx = np.arange(n)
-    try:
-        tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=data.y_train)
-    except ValueError:  # a class too small to stratify
-        tr, va = train_test_split(idx, test_size=n_val, random_state=seed)
-    tr, va = np.sort(tr), np.sort(va)
+    tr, va = validation_indices(data.y_train, fraction, seed)
     train = ImageData(data.name, data.x_train[tr], data.y_train[tr],
                       data.x_test, data.y_test, data.class_names)
     xv, yv = data.x_train[va], data.y_train[va]
