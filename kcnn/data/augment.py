@@ -58,3 +58,19 @@ def augmentation(augment, seed=0):
     layers = augmentation_layers(augment, seed)
     return keras.layers.Pipeline(layers, name=f"augment_{augment.replace('-', '_')}") \
         if layers else None
+
+
+def augment_batches(ds, augment, seed):
+    """``ds`` (a batched ``tf.data.Dataset`` of ``(images, labels)``) with :func:`augmentation`
+    applied to every batch of images; ``ds`` itself for ``"none"``.
+
+    One call per batch, in order, so the augmentation is reproducible from ``seed``.
+    """
+    pipeline = augmentation(augment, seed)
+    if pipeline is None:
+        return ds
+
+    def augmented(images, labels):
+        return pipeline(images, training=True), labels
+
+    return ds.map(augmented)

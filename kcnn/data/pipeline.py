@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.data.arrays import as_images, as_labels, check_pair, validation_indices
-from kcnn.data.augment import augmentation, check_augment
+from kcnn.data.augment import augment_batches, check_augment
 from kcnn.data.image_data import ImageData
 from kcnn.data.resize import check_resize, resize_images
 
@@ -114,10 +114,4 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
         ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     ds = ds.map(batch_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    pipeline = augmentation(augment, seed)
-    if pipeline is not None:  # one call per batch, in order: reproducible from the seed
-        def augmented(images, labels):
-            return pipeline(images, training=True), labels
-
-        ds = ds.map(augmented)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return augment_batches(ds, augment, seed).prefetch(tf.data.AUTOTUNE)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcnn.data.augment import augmentation, check_augment
+from kcnn.data.augment import augment_batches, check_augment
 from kcnn.data.resize import check_resize, resize_images
 
 #: Largest size of the resized float32 images a split may ``cache()`` in memory (bytes); above
@@ -152,10 +152,4 @@ def folder_dataset(data, split="train", *, batch_size, image_size, channels=None
         if shuffle:
             ds = ds.shuffle(n, seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    pipeline = augmentation(augment, seed)
-    if pipeline is not None:  # one call per batch, in order: reproducible from the seed
-        def augmented(images, labels):
-            return pipeline(images, training=True), labels
-
-        ds = ds.map(augmented)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return augment_batches(ds, augment, seed).prefetch(tf.data.AUTOTUNE)
