@@ -18,15 +18,7 @@
   // ---------------------------------------------------------------------------------------
   // Helpers
   // ---------------------------------------------------------------------------------------
-  function el(tag, attrs = {}, children = []) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs)) {
-      if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
+  const el = window.kcnn.el;  // dom.js
 
   function setStatus(text, isError = false) {
     const status = $("status");

@@ -9,15 +9,7 @@
   const $ = (id) => document.getElementById(id);
   const view = { layers: new Map(), body: null, selected: null, answer: null, inChannel: 0, seq: 0 };
 
-  function el(tag, attrs = {}, children = []) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs)) {
-      if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
+  const el = window.kcnn.el;  // dom.js
 
   // Three significant digits, no exponent for ordinary sizes: readable in a small grid cell.
   function num(x) {

@@ -162,7 +162,7 @@ def test_page_and_info_are_served_from_the_package(served):
                    'id="feature-maps"', 'id="kernels"', "/static/page.js", "/static/page.css"):
         assert needle in page.text
     assert "http://" not in page.text and "https://" not in page.text  # nothing from elsewhere
-    for asset in ("page.js", "window-view.js", "page.css"):
+    for asset in ("dom.js", "page.js", "window-view.js", "page.css"):
         assert httpx.get(f"{server.url}/static/{asset}").status_code == 200
     assert httpx.get(f"{server.url}/static/../explain.py").status_code == 404
     info = httpx.get(f"{server.url}/v1/explain/info").json()
