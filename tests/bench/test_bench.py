@@ -93,7 +93,7 @@ def _cli(*args, timeout=600):
 
 
 @pytest.mark.parametrize("args", [
-    ["--section", "gpu"],
+    ["--section", "cpu"],
     ["--size", "huge"],
     ["--repeats", "0"],
     ["--backends", "theano"],
