@@ -10,8 +10,6 @@ side by side make the patch matrix, whose product with the reshaped kernel is ``
 * ``"reference"`` — ``kcnn.layers.reference``: one slice and matmul per offset, autodiff;
 * ``"im2col"`` — every window of every example in one patch matrix, one matmul;
 * ``"kernel_rows"`` — one kernel row of windows at a time (kh matmuls), for large layers;
-* ``"bands"`` — a loop over bands of output rows (``correlation_bands``), large layers on
-  TensorFlow/JAX;
 * ``"torch"`` — eager PyTorch with autograd off (``correlation_torch``).
 
 For training, every path but the reference runs inside ``keras.ops.custom_gradient`` with a
@@ -117,10 +115,6 @@ def _forward(plan, xp, kernel, strides, dilation, groups):
         from kcnn.layers import correlation_torch
 
         return correlation_torch.correlate(xp, kernel, strides, dilation)
-    if plan.path == "bands":
-        from kcnn.layers import correlation_bands
-
-        return correlation_bands.correlate(xp, kernel, strides, dilation, groups, plan.band_rows), None
     kh = kernel.shape[0]
     chunks = _row_chunks(plan.path, kh)
     out = None
@@ -184,10 +178,6 @@ def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patc
         from kcnn.layers import correlation_torch
 
         return correlation_torch.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
-    if plan.path == "bands":
-        from kcnn.layers import correlation_bands
-
-        return correlation_bands.kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, plan.band_rows)
     if patches is not None:
         return patches_times_gradient(patches, dy, kernel_shape, groups)
     kh, kw, cg, filters = kernel_shape
@@ -207,14 +197,10 @@ def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
         return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
     if tuple(strides) != (1, 1):
         return _phase_input_gradient(dy, kernel, padded_hw, strides, groups)
-    if plan.path == "bands":
-        from kcnn.layers import correlation_bands
-
-        return correlation_bands.input_gradient(dy, kernel, padded_hw, dilation, groups, plan.band_rows)
-    return scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
+    return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
 
 
-def scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
+def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     """dXp for stride 1: dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f].
 
     One matmul gives every window's gradient; each offset's block is zero-padded into place and

@@ -33,11 +33,14 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
         algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default:
             picked per call from the shapes and the backend), ``"reference"`` (the formula as
-            written, ``kcnn.layers.reference``, differentiated automatically), ``"im2col"``,
-            ``"kernel_rows"`` or ``"bands"``. Every choice computes the same numbers.
+            written, ``kcnn.layers.reference``, differentiated automatically), ``"im2col"`` or
+            ``"kernel_rows"``; ``"bands"`` (deleted) is read as ``"auto"``. Every choice computes
+            the same numbers.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", algorithm="auto", **kwargs):
+        if algorithm in dispatch.REMOVED_ALGORITHMS:  # saved before that arrangement was deleted
+            algorithm = "auto"
         self.algorithm = validation.standardize_choice(algorithm, "algorithm", dispatch.ALGORITHMS)
         explicit = validation.standardize_explicit_padding(padding)
         super().__init__(
@@ -91,7 +94,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         LoRA update ``(lora_alpha / lora_rank) · A·B`` added when LoRA is enabled, as Conv2D's
         ``kernel`` property adds it (which also casts the sum to the compute dtype: not here).
 
-        The engine casts it for the forward pass and keeps the kernel gradient in float32, so the
+        ``correlation.correlate`` casts it for the forward pass and keeps the kernel gradient in float32, so the
         LoRA factors get a float32 gradient too. Variables are read as tensors inside the scope:
         on TensorFlow ``convert_to_tensor`` hands back the variable itself, whose later reads
         autocast to bfloat16 (and TensorFlow then rounds the float32 gradient to it). With LoRA
