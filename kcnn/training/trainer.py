@@ -394,7 +394,10 @@ def confusion_matrix(model, data, *, batch_size=256, resize=None) -> np.ndarray:
     """Counts ``[true, predicted]`` of ``model`` on ``data``'s test set (classes × classes)."""
     truth, predicted = [], []
     for xb, yb in test_dataset(model, data, batch_size=batch_size, resize=resize):
-        predicted.append(np.asarray(model.predict_on_batch(np.asarray(xb))).argmax(axis=-1))
+        # predict, not predict_on_batch: under a tf.distribute strategy the latter returns one
+        # replica's share of the batch.
+        logits = model.predict(np.asarray(xb), batch_size=len(xb), verbose=0)
+        predicted.append(np.asarray(logits).argmax(axis=-1))
         truth.append(np.asarray(yb))
     n = data.num_classes
     truth, predicted = np.concatenate(truth), np.concatenate(predicted)
