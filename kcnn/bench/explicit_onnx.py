@@ -5,8 +5,8 @@ One child per backend builds each model with ``conv="builtin"``, converts it wit
 ``kcnn.export.export_onnx`` at its defaults (explicit layers written as ONNX ``Conv`` /
 ``MaxPool`` / ``AveragePool``) and, for reference, with ``explicit_graph=True`` (the formula
 spelled out). The files run in onnxruntime's CPU provider through ``OnnxPredictor.run``, the
-path ``kcnn-predict`` and ``kcnn-serve`` use; repetitions are interleaved so machine noise hits
-every file alike. Figures: batch-1 p50 and batch-64 time, each as explicit ÷ built-in.
+path ``kcnn-predict`` and ``kcnn-serve`` use; repetitions are interleaved, in an order that flips
+every round, so machine noise hits every file alike. Figures: batch-1 p50 and batch-64 time, each as explicit ÷ built-in.
 """
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def child_measure(spec):
         batch = {f: [] for f in FORMS}
         for f in FORMS:
             runs[f](x)
-        for _ in range(rounds):
-            for f in FORMS:
+        for r in range(rounds):  # the order flips every round: no form always runs first
+            for f in (FORMS if r % 2 == 0 else FORMS[::-1]):
                 lat[f] += _latencies(runs[f], x[:1], calls, warmup=1)
                 batch[f] += bench.time_calls(lambda: runs[f](x), warmup=0, repeats=3)
         for f in FORMS:
