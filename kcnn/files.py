@@ -17,7 +17,8 @@ __all__ = ["atomic_write_text", "write_json", "read_json", "write_history", "rea
            "HISTORY_FIELDS"]
 
 # Leading columns of history.csv; any other metric follows in sorted order.
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds")
+HISTORY_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "val_loss", "val_accuracy",
+                  "lr", "seconds")
 
 
 def atomic_write(path, write, *, binary=False) -> str:

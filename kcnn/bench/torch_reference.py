@@ -10,7 +10,10 @@ path ``kcnn-train --recipe d2l`` takes — on the same synthetic 28x28 images, i
 Keras backend. Its examples/second come from ``fit``'s own report (training only, first epoch
 left out). At ``full`` size a few variants of the Keras path are timed on TensorFlow too, to show
 where the time goes: ``jit_compile`` off/on, ``steps_per_execution=1`` (kcnn's default is 8),
-and in-memory NumPy arrays instead of the ``tf.data`` pipeline.
+and in-memory NumPy arrays instead of the ``tf.data`` pipeline. Every backend also runs
+``plain_keras``: the same LeNet as a plain Keras script writes it (``model.compile`` at Keras's
+defaults with SGD lr 0.9, ``model.fit`` on NumPy arrays, batch 256); the default row's
+``vs_plain_keras`` is kcnn's examples/s over it (target >= 1.0, >= 1.2 on TensorFlow).
 
 Both sides run the same number of epochs; the first is warm-up. The reference runs before and
 after the Keras children and the mean of its two figures is the denominator of every ratio.
@@ -22,6 +25,7 @@ import time
 from kcnn.bench import common as bench
 
 TARGET = 1.0
+PLAIN_KERAS_TARGET = {"tensorflow": 1.2, "jax": 1.0, "torch": 1.0}  # kcnn.train.fit / plain Keras
 SIZES = {"full": {"examples": 12800, "epochs": 4}, "tiny": {"examples": 1024, "epochs": 2}}
 BATCH = 256
 # (name, fit keyword arguments); "numpy" feeds model.fit in-memory arrays instead of tf.data.
@@ -31,6 +35,7 @@ VARIANTS = {
     "jit_off": {"jit_compile": False},
     "steps_per_execution_1": {"steps_per_execution": 1},
     "numpy_input": {"numpy": True},
+    "plain_keras": {"numpy": True, "plain": True},
 }
 
 
@@ -107,7 +112,7 @@ def child_keras(spec):
         keras.utils.set_random_seed(0)
         model = models.build("lenet", input_shape=(28, 28, 1), num_classes=10)
         if options.pop("numpy", False):
-            out[name] = _fit_numpy(model, images, recipe)
+            out[name] = _fit_numpy(model, images, recipe, plain=options.pop("plain", False))
         else:
             result = train.fit(model, images, recipe, verbose=0, **options)
             out[name] = {"examples_per_second": result.metrics["train_examples_per_second"],
@@ -116,15 +121,23 @@ def child_keras(spec):
     return {"variants": out, "backend": keras.backend.backend()}
 
 
-def _fit_numpy(model, images, recipe):
-    """model.fit on float32 arrays in memory (no tf.data), same compile as kcnn.train.fit."""
+def _fit_numpy(model, images, recipe, *, plain=False):
+    """model.fit on float32 arrays in memory (no tf.data), compiled as kcnn.train.fit does or,
+    with ``plain``, at Keras's defaults as a user's own script does."""
     import math
+
+    import keras
 
     from kcnn import training as train
 
     x = images.x_train.astype("float32") / 255.0
     steps = math.ceil(len(x) / recipe.batch_size)
-    train.compile_model(model, recipe, steps_per_epoch=steps)
+    if plain:
+        model.compile(optimizer=keras.optimizers.SGD(recipe.lr),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    else:
+        train.compile_model(model, recipe, steps_per_epoch=steps)
     timer = train.Throughput()
     history = model.fit(x, images.y_train, batch_size=recipe.batch_size, epochs=recipe.epochs,
                         shuffle=True, verbose=0, callbacks=[timer])
@@ -145,7 +158,8 @@ def run(ctx) -> dict:
     for backend in ctx.backends:
         # The variants explain where the time goes; they are timed on Keras's default backend
         # only (torch.compile alone takes minutes on the torch backend).
-        variants = ["default"] if ctx.tiny or backend != "tensorflow" else list(VARIANTS)
+        variants = (["default", "plain_keras"] if ctx.tiny or backend != "tensorflow"
+                    else list(VARIANTS))
         ctx.say(f"[torch] kcnn.train.fit on {backend}")
         try:
             got = bench.run_child("torch_reference:keras", {**shape, "variants": variants},
@@ -155,6 +169,11 @@ def run(ctx) -> dict:
             continue
         for name, figures in got["variants"].items():
             rows.append({"backend": backend, "variant": name, **figures})
+        plain = got["variants"].get("plain_keras")
+        if plain and "default" in got["variants"]:
+            kcnn_row = next(r for r in rows if r["backend"] == backend and r["variant"] == "default")
+            kcnn_row["vs_plain_keras"] = kcnn_row["examples_per_second"] / plain["examples_per_second"]
+            kcnn_row["plain_keras_target"] = PLAIN_KERAS_TARGET[backend]
     if not ctx.tiny:
         ctx.say("[torch] plain PyTorch reference again")
         references.append(bench.run_child("torch_reference:reference", shape, backend="torch",
@@ -177,5 +196,5 @@ def run(ctx) -> dict:
                     "title": "LeNet training examples/s, kcnn.train.fit / plain PyTorch",
                     "columns": ["backend", "variant", "examples_per_second",
                                 "torch_examples_per_second", "ratio", "target",
-                                "meets_target"]}],
+                                "meets_target", "vs_plain_keras", "plain_keras_target"]}],
     }

@@ -82,8 +82,10 @@ def build_parser():
                         "and CPUs with AMX/AVX512-BF16, fp16 on other GPUs, else none); the "
                         "output layer and the ONNX export stay float32 (default: none)")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
-                   help="XLA / torch.compile for the train step (auto: XLA on jax, on tensorflow "
-                        "with a GPU or --conv explicit; eager on torch and otherwise)")
+                   help="XLA / torch.compile for the train step (auto: what measured faster "
+                        "here, kcnn.training.JIT_AUTO: XLA on jax, on tensorflow with --conv "
+                        "explicit or a GPU; eager on torch and for built-in convs on a "
+                        "tensorflow CPU)")
     p.add_argument("--steps-per-execution", type=_steps_per_execution, default="auto",
                    help="batches per compiled call (fewer Python round trips); auto (default): "
                         "8, or 1 on torch and with a tensorflow --distribute")
@@ -93,8 +95,14 @@ def build_parser():
                         "DataParallel (jax); multiworker = MultiWorkerMirroredStrategy over the "
                         "workers in TF_CONFIG (tensorflow)")
     p.add_argument("--early-stopping", type=argtypes.positive_int, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a lower test loss and keep the best "
-                        "weights")
+                   help="stop after PATIENCE epochs without a lower loss on the set evaluated "
+                        "after each epoch (the test set, or the --validation split) and keep "
+                        "the best weights")
+    p.add_argument("--validation", type=argtypes.open_fraction, metavar="FRACTION",
+                   help="hold out FRACTION (0 < FRACTION < 1) of the training images, seeded and "
+                        "stratified, and evaluate them after every epoch (val_loss, "
+                        "val_accuracy) instead of the test set, which is then evaluated once, "
+                        "at the end (default: the test set after every epoch, as d2l)")
     p.add_argument("--resize", choices=("stretch", "crop", "pad"),
                    help="how images of another aspect ratio meet the model's input: stretch, "
                         "crop (the largest centred box of the right aspect, then resize) or pad "
@@ -157,7 +165,8 @@ def _config(args, out):
             image_size=args.image_size, seed=args.seed, export=args.export,
             mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
             steps_per_execution=args.steps_per_execution, distribute=args.distribute,
-            early_stopping=args.early_stopping, resize=args.resize, augment=args.augment)
+            early_stopping=args.early_stopping, resize=args.resize, augment=args.augment,
+            validation=args.validation)
     config.verbose = 0 if args.quiet else "auto"
     return config
 

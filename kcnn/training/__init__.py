@@ -14,6 +14,7 @@ import importlib
 
 _EXPORTS = {
     "AUTO_STEPS_PER_EXECUTION": "trainer", "FitResult": "trainer", "compile_model": "trainer",
+    "JIT_AUTO": "trainer", "JitChoice": "trainer",
     "confusion_matrix": "trainer", "fit": "trainer", "make_datasets": "trainer",
     "resolve_jit_compile": "trainer", "resolve_steps_per_execution": "trainer",
     "HistoryWriter": "callbacks", "ProgressBar": "callbacks", "StopOnNaN": "callbacks",

@@ -60,12 +60,16 @@ class HistoryWriter(keras.callbacks.Callback):
 
     Rows already in the file from a resumed run are kept up to the epoch training restarts at,
     so after a kill and ``--resume`` every epoch appears exactly once. Columns: ``epoch``,
-    ``loss``, ``accuracy``, ``test_loss``, ``test_accuracy``, ``lr``, ``seconds``.
+    ``loss``, ``accuracy``, ``test_loss``, ``test_accuracy``, ``lr``, ``seconds``; with
+    ``evaluated="val"`` (a validation split is evaluated after each epoch) Keras's
+    ``val_loss``, ``val_accuracy`` instead of the ``test_`` columns.
     """
 
-    def __init__(self, path, throughput: Throughput):
+    def __init__(self, path, throughput: Throughput, *, evaluated="test"):
         super().__init__()
-        self.path, self.throughput = path, throughput
+        if evaluated not in ("test", "val"):
+            raise ValueError(f"evaluated must be 'test' or 'val'; received {evaluated!r}")
+        self.path, self.throughput, self.prefix = path, throughput, evaluated + "_"
         self.rows = read_history(path) if path and os.path.exists(path) else []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -75,7 +79,7 @@ class HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
         for key, value in (logs or {}).items():
-            key = "test_" + key[4:] if key.startswith("val_") else key
+            key = self.prefix + key[4:] if key.startswith("val_") else key
             row[key] = float(value)
         row.pop("learning_rate", None)
         row["lr"] = _current_lr(self.model.optimizer)

@@ -16,6 +16,7 @@ FIGURES = (("curves.png", "Training curves"), ("confusion.png", "Confusion matri
            ("kernels.png", "First conv layer's kernels"))
 _HEADLINE = (("test_accuracy", "test accuracy", "{:.4f}"), ("train_accuracy", "train accuracy", "{:.4f}"),
              ("test_loss", "test loss", "{:.4f}"), ("train_loss", "train loss", "{:.4f}"),
+             ("val_accuracy", "validation accuracy", "{:.4f}"),
              ("train_examples_per_second", "train examples/s", "{:,.0f}"),
              ("epochs", "epochs", "{}"), ("seconds", "wall time (s)", "{:.1f}"),
              ("backend", "backend", "{}"), ("device", "device", "{}"),

@@ -50,6 +50,7 @@ class RunConfig:
     steps_per_execution: int | str = "auto"
     distribute: str = "none"
     early_stopping: int | None = None
+    validation: float | None = None  # fraction of the training split evaluated after each epoch
     resize: str | None = None  # stretch | crop | pad; None: crop for folder:DIR, else stretch
     augment: str | None = None  # an augmentation preset; None: the recipe's
     verbose: str | int = "auto"
@@ -233,6 +234,7 @@ def execute(config: RunConfig, *, resume: bool = False, log=print) -> dict:
                  jit_compile=_jit(config.jit_compile),
                  steps_per_execution=config.steps_per_execution,
                  early_stopping=config.early_stopping, distribution=distribution,
+                 validation=config.validation,
                  resize=config.resize)
     report = {
         **result.metrics,

@@ -26,11 +26,12 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import keras
 import numpy as np
 
-from kcnn.data import ImageData, batches, load, make_dataset
+from kcnn.data import ImageData, batches, load, make_dataset, split_validation
 from kcnn.data.folder import FolderData
 from kcnn.data.resize import check_resize
 from kcnn.training import recipes
@@ -112,10 +113,7 @@ def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto
         return (data.dataset("train", batch_size=recipe.batch_size, augment=recipe.augment,
                              **common),
                 data.dataset("test", batch_size=test_batch, **common))
-    if in_memory == "auto":
-        needed = batches.preprocessed_bytes(data.num_train + data.num_test, size, channels)
-        in_memory = (keras.backend.backend() != "tensorflow"
-                     and needed <= batches.MAX_IN_MEMORY_BYTES)
+    in_memory = _in_memory(in_memory, data.num_train + data.num_test, size, channels)
     augmented = recipe.augment != "none"
     if in_memory and not augmented:
         x_train, y_train = batches.preprocess(data.x_train, data.y_train, image_size=size,
@@ -126,14 +124,36 @@ def make_datasets(model, data, recipe: Recipe, *, seed: int = 0, in_memory="auto
         train = make_dataset(data.x_train, data.y_train, batch_size=recipe.batch_size,
                              image_size=size, channels=channels, shuffle=True, seed=seed,
                              resize=resize, augment=recipe.augment)
+    return train, _test_batches(data, size, channels, resize, test_batch, in_memory)
+
+
+def eval_dataset(model, data, recipe: Recipe, *, resize=None):
+    """``data``'s test split at ``model``'s input, batched in order for evaluation after every
+    epoch, in the form :func:`make_datasets` gives its test set (in memory where it would be)."""
+    resize = check_resize(default_resize(data) if resize is None else resize)
+    size, channels = _model_input(model)
+    test_batch = max(recipe.batch_size, 256)
+    if isinstance(data, FolderData):
+        return data.dataset("test", batch_size=test_batch, image_size=size, channels=channels,
+                            resize=resize)
+    return _test_batches(data, size, channels, resize, test_batch,
+                         _in_memory("auto", data.num_test, size, channels))
+
+
+def _in_memory(in_memory, count, size, channels):
+    if in_memory != "auto":
+        return in_memory
+    needed = batches.preprocessed_bytes(count, size, channels)
+    return keras.backend.backend() != "tensorflow" and needed <= batches.MAX_IN_MEMORY_BYTES
+
+
+def _test_batches(data, size, channels, resize, batch_size, in_memory):
     if in_memory:
         x_test, y_test = batches.preprocess(data.x_test, data.y_test, image_size=size,
                                             channels=channels, resize=resize)
-        test = batches.ArrayBatches(x_test, y_test, batch_size=test_batch)
-    else:
-        test = make_dataset(data.x_test, data.y_test, batch_size=test_batch,
-                            image_size=size, channels=channels, resize=resize)
-    return train, test
+        return batches.ArrayBatches(x_test, y_test, batch_size=batch_size)
+    return make_dataset(data.x_test, data.y_test, batch_size=batch_size,
+                        image_size=size, channels=channels, resize=resize)
 
 
 def test_dataset(model, data, *, batch_size=256, resize=None, limit=None):
@@ -181,24 +201,51 @@ def resolve_steps_per_execution(value="auto", backend=None, *, distributed=False
     return value
 
 
-def resolve_jit_compile(value, model, backend=None, *, distributed=False):
+class JitChoice(NamedTuple):
+    """What ``jit_compile="auto"`` passes to ``model.compile`` in one case, and why."""
+
+    value: bool | str  # True, False, or "auto" (Keras's own choice)
+    measured: str  # the figure behind the choice
+
+
+# ``jit_compile="auto"`` per (backend, device, conv). Figures: kcnn-train's default job (LeNet,
+# digits, 8 epochs, steps_per_execution 8 on TF/JAX), steady-state examples/s with the choice vs
+# the other, two rounds in turn on a quiet 2-core AMD EPYC, 2026-12-04 (``kcnn-bench --section
+# train`` re-measures them: its "jit" rows). Unlike the issue's plain-Keras LeNet (one step per
+# call), XLA slows built-in convs on a TensorFlow CPU here. GPUs are not measured yet: Keras's own
+# choice there (XLA on TF/JAX, eager on torch).
+JIT_AUTO = {
+    ("tensorflow", "cpu", "builtin"): JitChoice(False, "XLA off 8,381-12,178 ex/s vs on 2,883-3,786"),
+    ("tensorflow", "cpu", "explicit"): JitChoice(True, "XLA on 7,194-7,664 ex/s vs off 1,528-1,678"),
+    ("jax", "cpu", "builtin"): JitChoice(True, "jit 5,840-5,925 ex/s vs eager 1,114-1,143"),
+    ("jax", "cpu", "explicit"): JitChoice(True, "jit 7,119-8,206 ex/s vs eager 583-585"),
+    ("torch", "cpu", "builtin"): JitChoice(False, "eager 4,666-6,046 ex/s vs torch.compile 4,190-4,382 "
+                                                  "(wall 14-15 s vs 67-136 s: compilation)"),
+    ("torch", "cpu", "explicit"): JitChoice(False, "eager 3,319-3,505 ex/s vs torch.compile 1,843-2,015"),
+}
+
+
+def resolve_jit_compile(value, model, backend=None, *, distributed=False, device=None):
     """``jit_compile`` for ``model.compile``: ``"auto"``, True or False.
 
-    ``"auto"`` turns XLA on for TensorFlow models holding a ``CrossCorrelation2D`` (outside a
-    ``tf.distribute`` strategy): Keras leaves XLA off on CPU-only TensorFlow, where the explicit
-    layer's strided slices then run as separate ops — LeNet's training step takes 2.4× longer
-    (154 vs 63 ms at batch 256) — while built-in convolutions are faster without XLA on CPU.
-    Otherwise ``"auto"`` is left to Keras.
+    ``"auto"`` looks up :data:`JIT_AUTO` by backend, device (``"cpu"`` or ``"gpu"``; default:
+    the backend's first device, :func:`kcnn.training.devices.device_report`) and whether the
+    model holds a ``CrossCorrelation2D``; cases not measured there (GPUs, a ``tf.distribute``
+    strategy, where Keras turns XLA off) keep Keras's own ``"auto"``. On CPU-only TensorFlow,
+    Keras leaves XLA off, which suits built-in convolutions, but the explicit layer's strided
+    slices then run as separate ops: ``auto`` compiles those models with XLA.
     """
     if value not in ("auto", True, False):
         raise ValueError(f"jit_compile must be 'auto', True or False; received {value!r}")
-    backend = backend or keras.backend.backend()
-    if value != "auto" or backend != "tensorflow" or distributed:
+    if value != "auto" or distributed:
         return value
     from kcnn.layers.introspection import conv_kind
 
-    explicit = conv_kind(model) in ("explicit", "mixed")
-    return True if explicit else "auto"
+    backend = backend or keras.backend.backend()
+    device = device or ("cpu" if device_report()["device"] == "cpu" else "gpu")
+    conv = "builtin" if conv_kind(model) in ("builtin", "none") else "explicit"
+    choice = JIT_AUTO.get((backend, device, conv))
+    return "auto" if choice is None else choice.value
 
 
 def compile_model(model, recipe: Recipe, *, steps_per_epoch: int, jit_compile="auto",
@@ -244,7 +291,7 @@ def _check_recipe(recipe, model):
 # --------------------------------------------------------------------------------- fit
 def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verbose="auto",
         jit_compile="auto", steps_per_execution="auto", early_stopping=None, compile=True,
-        distribution=None, resize=None) -> FitResult:
+        distribution=None, resize=None, validation=None) -> FitResult:
     """Train ``model`` on ``data`` with ``recipe`` through ``model.fit``.
 
     Args:
@@ -261,18 +308,23 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
             dropout); seed before *building* the model for reproducible initial weights too.
         callbacks: extra Keras callbacks.
         verbose: passed to ``model.fit`` (``"auto"`` shows Keras's progress bar).
-        jit_compile: passed to ``model.compile`` (``"auto"``: XLA on JAX, on TensorFlow with
-            a GPU, and for models with the explicit layer on TensorFlow — see
-            :func:`resolve_jit_compile`; Keras leaves it off on CPU-only TensorFlow otherwise).
+        jit_compile: passed to ``model.compile``; ``"auto"``: what measured faster for this
+            backend, device and conv (:data:`JIT_AUTO`, :func:`resolve_jit_compile`).
         steps_per_execution: batches per compiled call (``model.compile``); ``"auto"``: 8, or 1
             on PyTorch and under a TensorFlow distribution (see :func:`resolve_steps_per_execution`).
-        early_stopping: patience in epochs on ``test_loss`` (restores the best weights), or None.
+        early_stopping: patience in epochs on the loss evaluated after every epoch (the
+            validation loss with ``validation``, else the test loss); restores the best weights.
         compile: set False to keep the model's own compile() settings.
         distribution: a ``kcnn.training.Distribution`` (the model must have been built in its
             scope); ``None`` trains on the default device.
         resize: ``"stretch"``, ``"crop"`` or ``"pad"`` to the model's input (default: crop for
             ``folder:DIR`` photos, stretch otherwise; see :mod:`kcnn.data.resize`). The
             training split is augmented with ``recipe.augment``.
+        validation: None (default: the test set is evaluated after every epoch, as d2l's
+            ``train_ch6`` does), or a fraction in (0, 1) of the training examples held out
+            (seeded, stratified; see :func:`kcnn.data.split_validation`) and evaluated after
+            every epoch instead (``val_loss``, ``val_accuracy``), so early stopping never sees
+            the test set; the test set is then evaluated once, at the end.
 
     Returns:
         A :class:`FitResult`.
@@ -288,8 +340,15 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     distribution = distribution or Distribution("none")
-    train_ds, test_ds = make_datasets(model, data, recipe, seed=0 if seed is None else int(seed),
-                                      resize=resize)
+    split_seed = 0 if seed is None else int(seed)
+    full_data, val_data = data, None
+    if validation is not None:
+        try:
+            data, val_data = split_validation(data, validation, split_seed)
+        except ValueError as e:
+            raise ValueError(str(e).replace("fraction", "validation", 1)) from None
+    train_ds, test_ds = make_datasets(model, data, recipe, seed=split_seed, resize=resize)
+    eval_ds = test_ds if val_data is None else eval_dataset(model, val_data, recipe, resize=resize)
     if compile:
         distributed = distribution.strategy is not None
         steps_per_execution = resolve_steps_per_execution(steps_per_execution, distributed=distributed)
@@ -297,15 +356,15 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
             jit_compile = resolve_jit_compile(jit_compile, model, distributed=distributed)
             compile_model(model, recipe, steps_per_epoch=math.ceil(data.num_train / recipe.batch_size),
                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {data.name}",
-                      draws=distribution.is_chief)
+    loop = _Callbacks(out, early_stopping, verbose, callbacks, title=f"{model.name} on {full_data.name}",
+                      draws=distribution.is_chief, evaluated="test" if val_data is None else "val")
     started = time.perf_counter()
     with warnings.catch_warnings():
         if isinstance(data, FolderData):
             # A stream that may drop broken files has no known length: Keras learns it when the
             # first epoch ends and warns "Your input ran out of data", which is the design here.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(train_ds, epochs=recipe.epochs, validation_data=test_ds, callbacks=loop.all,
+        model.fit(train_ds, epochs=recipe.epochs, validation_data=eval_ds, callbacks=loop.all,
                   verbose=verbose, shuffle=False)  # train_ds reshuffles itself from the seed
     seconds = time.perf_counter() - started
     if loop.nan_guard.where is not None:
@@ -313,7 +372,9 @@ def fit(model, data, recipe="modern", *, out=None, seed=None, callbacks=(), verb
         raise TrainingDiverged(
             f"training diverged: loss became {loss} at epoch {epoch}, batch {batch} "
             f"(optimizer {recipe.optimizer}, lr {recipe.lr:g}); try a lower learning rate")
-    metrics = _final_metrics(model, data, test_ds, loop, distribution, seconds)
+    metrics = _final_metrics(model, data, test_ds, eval_ds, loop, distribution, seconds)
+    if val_data is not None:
+        metrics["num_validation"] = val_data.num_test
     return FitResult(model, recipe, loop.writer.rows, metrics)
 
 
@@ -326,13 +387,14 @@ def _check_early_stopping(early_stopping):
 class _Callbacks:
     """The callbacks of one :func:`fit` call, in the order they must run."""
 
-    def __init__(self, out, early_stopping, verbose, extra, *, title=None, draws=True):
+    def __init__(self, out, early_stopping, verbose, extra, *, title=None, draws=True, evaluated="test"):
+        self.evaluated = evaluated  # what Keras's val_ metrics measure: "test" or "val"
         self.throughput, self.nan_guard = Throughput(), StopOnNaN()
         history_path = None
         if out is not None:
             os.makedirs(out, exist_ok=True)
             history_path = os.path.join(out, "history.csv")
-        self.writer = HistoryWriter(history_path, self.throughput)
+        self.writer = HistoryWriter(history_path, self.throughput, evaluated=evaluated)
         # The writer before the backup: a kill in between only repeats an epoch.
         self.all = [self.throughput, self.nan_guard, self.writer]
         if out is not None and draws:  # only the chief worker writes figures
@@ -355,14 +417,22 @@ class _Callbacks:
         return self.stopper is not None and self.stopper.stopped_epoch > 0
 
 
-def _final_metrics(model, data, test_ds, loop, distribution, seconds):
+def _final_metrics(model, data, test_ds, eval_ds, loop, distribution, seconds):
     rows = loop.writer.rows
     if not rows:
         raise RuntimeError("fit ran no epoch (was the run already complete?)")
     last = rows[-1]
-    test_loss, test_acc = last.get("test_loss"), last.get("test_accuracy")
-    if loop.stopped_early:  # best weights restored: re-measure
+    evaluated = {}
+    if loop.evaluated == "val":  # the epochs saw the validation split; the test set only now
+        val_loss, val_acc = last.get("val_loss"), last.get("val_accuracy")
+        if loop.stopped_early:  # best weights restored: re-measure
+            val_loss, val_acc = model.evaluate(eval_ds, verbose=0)
+        evaluated = {"val_loss": float(val_loss), "val_accuracy": float(val_acc)}
         test_loss, test_acc = model.evaluate(test_ds, verbose=0)
+    else:
+        test_loss, test_acc = last.get("test_loss"), last.get("test_accuracy")
+        if loop.stopped_early:  # best weights restored: re-measure
+            test_loss, test_acc = model.evaluate(test_ds, verbose=0)
     timed = sorted(loop.throughput.train_seconds.items())
     # Steady state: leave out the first epoch (tracing/XLA compilation) when there are others.
     if len(timed) > 1:
@@ -376,6 +446,7 @@ def _final_metrics(model, data, test_ds, loop, distribution, seconds):
         "train_accuracy": last["accuracy"],
         "test_loss": float(test_loss),
         "test_accuracy": float(test_acc),
+        **evaluated,
         "train_examples_per_second": data.num_train * len(timed) / train_seconds
         if train_seconds > 0 else math.nan,
         "epochs": len(rows),
@@ -384,6 +455,7 @@ def _final_metrics(model, data, test_ds, loop, distribution, seconds):
         "fit_seconds": seconds,
         "num_train": data.num_train,
         "num_test": data.num_test,
+        "jit_compiled": bool(getattr(model, "jit_compile", False)),
         "distribute": distribution.kind,
         "replicas": distribution.replicas,
         **report,

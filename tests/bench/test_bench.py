@@ -149,10 +149,14 @@ def _check_user(section):
 
 def _check_torch(section):
     assert section["reference"]["examples_per_second"] > 0
-    (row,) = section["rows"]
+    row, plain = section["rows"]
     assert row["variant"] == "default" and row["examples_per_second"] > 0
     assert row["ratio"] == pytest.approx(
         row["examples_per_second"] / section["reference"]["examples_per_second"])
+    assert plain["variant"] == "plain_keras" and plain["examples_per_second"] > 0
+    assert row["vs_plain_keras"] == pytest.approx(
+        row["examples_per_second"] / plain["examples_per_second"])
+    assert row["plain_keras_target"] >= 1.0
 
 
 def _check_inference(section):
@@ -198,6 +202,10 @@ def _check_train(section):
         assert 0 <= row["test_accuracy"] <= 1 and row["epochs"] == 1
         assert row["wall_seconds"] > 0 and row["train_examples_per_second"] > 0
     assert "wall_ratio" in section["rows"][1]
+    (jit,) = section["jit"]  # tiny: the built-in conv's auto choice against the other one
+    assert jit["conv"] == "builtin" and jit["auto_jit"] == section["rows"][0]["jit_compiled"]
+    assert jit["ratio"] == pytest.approx(jit["auto_examples_per_second"]
+                                         / jit["other_examples_per_second"])
 
 
 def _check_data(section):

@@ -13,6 +13,7 @@ from kcnn.cli import argtypes
     (argtypes.non_negative_float, "0", 0.0),
     (argtypes.port, "65535", 65535),
     (argtypes.port, "0", 0),
+    (argtypes.open_fraction, "0.2", 0.2),
 ])
 def test_accepts_values_within_bounds(convert, text, value):
     assert convert(text) == value
@@ -28,6 +29,8 @@ def test_accepts_values_within_bounds(convert, text, value):
     (argtypes.positive_float, "nan", "a positive finite number"),
     (argtypes.non_negative_float, "-0.1", "a finite number >= 0"),
     (argtypes.port, "65536", "a port from 0 to 65535"),
+    (argtypes.open_fraction, "0", "a number between 0 and 1, both excluded"),
+    (argtypes.open_fraction, "1.0", "a number between 0 and 1, both excluded"),
 ])
 def test_rejects_with_the_accepted_values_named(convert, text, accepted):
     with pytest.raises(argparse.ArgumentTypeError) as info:

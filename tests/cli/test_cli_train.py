@@ -51,7 +51,8 @@ def test_help_documents_every_option():
     for option in ("--model", "--conv", "--dataset", "--recipe", "--epochs", "--batch-size",
                    "--lr", "--optimizer", "--seed", "--out", "--resume", "--no-export",
                    "--mixed-precision", "--jit-compile", "--distribute", "--image-size",
-                   "--early-stopping", "--steps-per-execution", "--resize", "--augment"):
+                   "--early-stopping", "--steps-per-execution", "--resize", "--augment",
+                   "--validation"):
         assert option in proc.stdout
 
 
@@ -68,6 +69,7 @@ def test_help_documents_every_option():
         (["--conv", "fft"], "--conv: invalid choice"),
         (["--distribute", "ring"], "--distribute: invalid choice"),
         (["--augment", "mixup"], "--augment: invalid choice: 'mixup'"),
+        (["--validation", "1"], "--validation: expected a number between 0 and 1, both excluded"),
         (["--colour"], "unrecognized arguments: --colour"),
         (["--resume"], "--resume: no run to resume"),
         (["--resume", "--out", "nowhere"], "--resume: no run to resume in nowhere"),
@@ -171,6 +173,9 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
     export = kind in ("synthetic", "folder")  # one gray, one RGB export keep the suite short
     args = ["--dataset", spec, "--out", "run", "--epochs", "1", "--batch-size", "32",
             "--image-size", "16"] + ([] if export else ["--no-export"])
+    validated = kind == "npz"  # a held-out validation split instead of the test set each epoch
+    if validated:
+        args += ["--validation", "0.25"]
     proc = run(args, cwd=tmp_path, env=_env(**env))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -197,7 +202,13 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
     assert report["train_examples_per_second"] > 0 and report["seconds"] > 0
     assert f"{report['test_accuracy']:.3f}" in summary[0]
     history = (out / "history.csv").read_text().splitlines()
-    assert history[0].startswith("epoch,loss,accuracy,test_loss,test_accuracy") and len(history) == 2
+    evaluated = "val" if validated else "test"
+    assert history[0].startswith(f"epoch,loss,accuracy,{evaluated}_loss,{evaluated}_accuracy")
+    assert len(history) == 2
+    if validated:
+        assert "test_loss" not in history[0] and 0 <= report["val_accuracy"] <= 1
+        assert report["num_validation"] == 12 and report["num_train"] == 36
+        assert json.loads((out / "config.json").read_text())["validation"] == 0.25
     if export:
         assert report["onnx"]["max_abs_diff"] < 1e-3 and report["onnx"]["top1_agreement"] == 1.0
         import onnxruntime as ort

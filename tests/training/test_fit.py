@@ -126,6 +126,32 @@ def test_early_stopping_restores_best_weights(tiny):
     assert result.metrics["test_loss"] == pytest.approx(best, rel=1e-4)
 
 
+def test_validation_split_is_evaluated_each_epoch_and_the_test_set_once(tiny, tmp_path):
+    # Test labels shifted by one class: a test set seen by early stopping would stop at once.
+    wrong = kdata.ImageData("wrong", tiny.x_train, tiny.y_train, tiny.x_test,
+                            (tiny.y_test + 1) % 4, tiny.class_names)
+    r = _recipe(epochs=3, lr=0.01)
+    result = train.fit(_model(r), wrong, r, out=str(tmp_path), seed=0, verbose=0,
+                       validation=0.25, early_stopping=1)
+    for row in result.history:
+        assert {"val_loss", "val_accuracy"} <= set(row) and "test_loss" not in row
+    m = result.metrics
+    assert m["num_validation"] == 32 and m["num_train"] == 96 and m["epochs"] == 3
+    assert m["val_accuracy"] == pytest.approx(result.history[-1]["val_accuracy"])
+    assert m["val_accuracy"] > 0.5 and m["test_accuracy"] < 0.5  # the shifted labels
+    assert read_history(tmp_path / "history.csv")[0].keys() == result.history[0].keys()
+
+
+@pytest.mark.parametrize("fraction, message", [
+    (1.0, "validation must be a number in (0, 1); received 1.0"),
+    (0.001, "validation=0.001 of 128 training examples leaves an empty"),
+])
+def test_bad_validation_fraction(tiny, fraction, message):
+    r = _recipe(epochs=1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.fit(_model(r), tiny, r, verbose=0, validation=fraction)
+
+
 def test_confusion_matrix_counts_the_test_set(tiny):
     r = _recipe(epochs=1)
     model = _model(r)
@@ -176,15 +202,20 @@ def test_fit_compiles_with_auto_steps_per_execution(tiny):
     assert model.steps_per_execution == train.resolve_steps_per_execution("auto")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_auto_jit_compile_turns_xla_on_for_explicit_tensorflow_models(backend):
+@pytest.mark.parametrize("backend, builtin_jit, explicit_jit", [
+    ("tensorflow", False, True), ("jax", True, True), ("torch", False, False)])
+def test_auto_jit_compile_follows_the_measured_table(backend, builtin_jit, explicit_jit):
     explicit = models.lenet(conv="explicit", input_shape=(28, 28, 1))
     builtin = models.lenet(conv="builtin", input_shape=(28, 28, 1))
-    want = True if backend == "tensorflow" else "auto"
-    assert train.resolve_jit_compile("auto", explicit, backend) == want
-    assert train.resolve_jit_compile("auto", builtin, backend) == "auto"
+    assert train.resolve_jit_compile("auto", explicit, backend, device="cpu") is explicit_jit
+    assert train.resolve_jit_compile("auto", builtin, backend, device="cpu") is builtin_jit
+    # unmeasured cases keep Keras's own choice
+    assert train.resolve_jit_compile("auto", explicit, backend, device="gpu") == "auto"
     assert train.resolve_jit_compile("auto", explicit, backend, distributed=True) == "auto"
     assert train.resolve_jit_compile(False, explicit, backend) is False
+    for (b, device, conv), choice in train.JIT_AUTO.items():  # each choice names its figure
+        assert device in ("cpu", "gpu") and conv in ("builtin", "explicit")
+        assert "ex/s" in choice.measured and isinstance(choice.value, bool)
 
 
 @pytest.mark.parametrize("value", ["on", None, 1.5])
