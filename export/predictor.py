@@ -48,28 +48,51 @@ def select_providers(providers=None):
     return providers
 
 
-def _make_session(path, providers):
-    """Create an ``InferenceSession`` (module-level so tests can substitute it)."""
-    return ort.InferenceSession(str(path), providers=providers)
+def _make_session(path, providers, *options):
+    """Create an ``InferenceSession`` (module-level so tests can substitute it); ``options``:
+    an optional ``SessionOptions``."""
+    return ort.InferenceSession(str(path), *options, providers=providers)
 
 
-def _open_session(path, providers):
+def _session_options(config):
+    """``SessionOptions`` carrying ``config``'s entries, as ``_make_session``'s extra arguments
+    (none for no config)."""
+    if not config:
+        return ()
+    options = ort.SessionOptions()
+    for key, value in config.items():
+        options.add_session_config_entry(key, value)
+    return (options,)
+
+
+def _check_session_config(config):
+    if config is None:
+        return {}
+    if not isinstance(config, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
+        raise TypeError(f"session_config must be a dict of str to str (onnxruntime session "
+                        f"config entries) or None; received {config!r}.")
+    return dict(config)
+
+
+def _open_session(path, providers, session_config=None):
     """Session on the requested providers, or CUDA-if-it-loads-else-CPU when ``None``."""
+    options = _session_options(session_config)
     if providers is not None:
-        return _make_session(path, providers)
+        return _make_session(path, providers, *options)
     if CUDA in ort.get_available_providers():
         # A GPU build falls back to CPU (logging errors) when CUDA libraries or devices are
         # missing; probe quietly and keep the session only if CUDA really is active.
         ort.set_default_logger_severity(4)
         try:
-            session = _make_session(path, [CUDA, CPU])
+            session = _make_session(path, [CUDA, CPU], *options)
             if session.get_providers()[:1] == [CUDA]:
                 return session
         except Exception:  # noqa: BLE001 - any CUDA failure means: use the CPU
             pass
         finally:
             ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
-    return _make_session(path, [CPU])
+    return _make_session(path, [CPU], *options)
 
 
 def fit_image(pil, size, fit, resample):
@@ -150,6 +173,9 @@ class OnnxPredictor:
             ``CUDAExecutionProvider`` when onnxruntime offers it and a session with it loads,
             else ``CPUExecutionProvider``. :attr:`provider` tells which one runs.
         batch_size: largest batch sent to onnxruntime at once (bigger inputs are split).
+        session_config: onnxruntime session config entries (``{key: value}`` strings, as
+            ``SessionOptions.add_session_config_entry`` takes them), e.g.
+            ``{"session.intra_op.allow_spinning": "0"}``, which ``kcnn-serve`` sets.
 
     Labels and preprocessing come from the file's metadata; a plain ONNX file with one
     ``[batch, H, W, C]`` float input also works (labels ``"0"``…, uint8 / 255 scaling).
@@ -159,7 +185,7 @@ class OnnxPredictor:
         InvalidModelError: the file is truncated, not ONNX, or not a single-image-input model.
     """
 
-    def __init__(self, path, providers=None, *, batch_size=64):
+    def __init__(self, path, providers=None, *, batch_size=64, session_config=None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike; received {type(path).__name__}.")
         self.path = pathlib.Path(path)
@@ -169,8 +195,9 @@ class OnnxPredictor:
             raise InvalidModelError(f"{str(self.path)!r} is not a file (expected an .onnx file).")
         self.batch_size = check_positive("batch_size", batch_size, integer=True)
         providers = select_providers(providers)
+        session_config = _check_session_config(session_config)
         try:
-            self._session = _open_session(self.path, providers)
+            self._session = _open_session(self.path, providers, session_config)
         except Exception as err:  # onnxruntime raises its own (non-ValueError) exception types
             raise InvalidModelError(
                 f"cannot load {str(self.path)!r} as an ONNX model (truncated or not ONNX?): "

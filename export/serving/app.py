@@ -57,6 +57,9 @@ from kcnn.export.serving.tfserving import tfserving_routes
 #: Bodies up to this size are decoded on the event loop (well under a millisecond for small
 #: images); larger ones in a worker thread, so decoding never blocks the loop for long.
 INLINE_DECODE_BYTES = 32 * 1024
+#: Image bodies (within INLINE_DECODE_BYTES) of at most this many pixels, read from the header,
+#: are decoded on the event loop too (a 128x128 PNG: well under a millisecond).
+INLINE_DECODE_PIXELS = 128 * 128
 
 
 #: The former name of :class:`~kcnn.export.serving.settings.ServerSettings` (kept as an alias).
@@ -137,13 +140,28 @@ class ServingContext:
         if not req.is_json(content_type, body) and req.is_multipart(content_type):
             files, form_top_k = await req.parse_multipart_body(
                 body, content_type, max_files=self.limits.max_instances)
-        # Only small JSON bodies run inline: an image's cost is set by its declared size, not
-        # its byte count (a 2 KB PNG can declare 16 Mpx), so images always decode in a thread.
-        if files is None and len(body) <= INLINE_DECODE_BYTES and req.is_json(content_type, body):
+        small = files is None and len(body) <= INLINE_DECODE_BYTES
+        if small and req.is_json(content_type, body):
             batch, body_top_k = self._prepare(body, content_type, files)
+        elif small and (batch := self._small_image(body)) is not None:
+            body_top_k = None
         else:
             batch, body_top_k = await run_in_threadpool(self._prepare, body, content_type, files)
         return batch, (form_top_k if files is not None else body_top_k)
+
+    def _small_image(self, body: bytes):
+        """The preprocessed batch of one image body of at most :data:`INLINE_DECODE_PIXELS`,
+        decoded on the event loop, or None for a larger one (for a worker thread). An image's
+        cost is set by its declared size, not its byte count (a 2 KB PNG can declare 16 Mpx):
+        the size is read from the header before anything is decoded."""
+        budget = self.limits.pixel_budget()
+        inline = req.PixelBudget(min(INLINE_DECODE_PIXELS, budget.per_image), budget.total)
+        try:
+            return self.model.preprocess(inline.decode(body))
+        except RequestError as exc:
+            if exc.status == 413:  # over the inline size: decoded (and judged) in a thread
+                return None
+            raise
 
     async def read_inputs(self, request) -> tuple[np.ndarray, int]:
         """A predict-style request -> (float32 batch for the model, top_k).

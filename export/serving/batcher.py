@@ -81,7 +81,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatcherStats()
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._wakeup: asyncio.Event | None = None
+        self._waiter: asyncio.Future | None = None  # the batching task's wake-up call
         self._task: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._stopping = False
@@ -109,7 +109,6 @@ class MicroBatcher:
         if self._task is not None:
             raise RuntimeError("MicroBatcher already started")
         self._stopping = False
-        self._wakeup = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kcnn-batcher")
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="kcnn-batcher")
 
@@ -137,8 +136,24 @@ class MicroBatcher:
             yield
         finally:
             self._incoming -= 1
-            if self._wakeup is not None:
-                self._wakeup.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _sleep(self, timeout: float | None = None) -> None:
+        """Until :meth:`_wake` (a request queued or read) or ``timeout`` seconds; a bare future
+        and timer, cheaper than ``asyncio.wait_for`` on an event (which starts a task)."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, self._wake)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def submit(self, images: np.ndarray) -> np.ndarray:
         """Queue ``images`` (a batch, first dimension >= 1) and return their rows of the output."""
@@ -150,15 +165,14 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(images, future))
         self.stats.requests += 1
-        self._wakeup.set()
+        self._wake()
         return await future
 
     async def _next_batch(self) -> list[_Pending]:
         """Wait for a first request, then gather more until full or the wait is over."""
         loop = asyncio.get_running_loop()
         while not self._queue:
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            await self._sleep()
         batch = [self._queue.popleft()]
         size = len(batch[0].images)
         deadline = loop.time() + self.max_wait
@@ -172,9 +186,7 @@ class MicroBatcher:
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._incoming <= 0:
                     break
-                self._wakeup.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                await self._sleep(remaining)
                 continue
             if size + len(self._queue[0].images) > self.max_batch:
                 break  # the next request opens the next batch

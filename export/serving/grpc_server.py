@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import numpy as np
@@ -57,7 +58,7 @@ def _check_model(model, name: str, version: str) -> None:
 
 def _input_array(tensor, raw: list, shape: list[int]) -> np.ndarray:
     """The float32 batch of one input from ``raw`` (its raw bytes, or empty) or its contents."""
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     contents = tensor.contents if tensor.HasField("contents") else None
     if raw and contents is not None:
         raise RequestError(400, "input has both raw_input_contents and contents; send one")
@@ -66,7 +67,7 @@ def _input_array(tensor, raw: list, shape: list[int]) -> np.ndarray:
         if len(data) != 4 * count:
             raise RequestError(400, f"raw_input_contents holds {len(data)} bytes; shape {shape} "
                                     f"of FP32 needs {4 * count}")
-        return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
+        return np.frombuffer(data, dtype="<f4").reshape(shape)  # read-only, not copied
     values = contents.fp32_contents if contents is not None else ()
     others = [f.name for f, _ in contents.ListFields()
               if f.name != "fp32_contents"] if contents is not None else []

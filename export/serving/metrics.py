@@ -72,18 +72,33 @@ class Metrics:
         self.grpc_latency = Histogram("kcnn_grpc_request_duration_seconds", "gRPC call latency.",
                                       ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(BatcherCollector(batcher))
+        # The labelled children per label values: ``labels()`` takes a lock and builds a key on
+        # every call. Label values are route templates, methods and statuses: a bounded set.
+        self._http_children: dict = {}
+        self._grpc_children: dict = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(route, str(status)).inc()
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.requests.labels(route, method, str(status)), self.latency.labels(route),
+                self.errors.labels(route, str(status)) if status >= 400 else None)
+        children[0].inc()
+        children[1].observe(seconds)
+        if children[2] is not None:
+            children[2].inc()
 
     def observe_grpc(self, method: str, code: str, seconds: float) -> None:
         """Count one finished gRPC call (``code``: the status code's name, e.g. ``OK``)."""
-        self.grpc_requests.labels(method, code).inc()
-        self.grpc_latency.labels(method).observe(seconds)
+        key = (method, code)
+        children = self._grpc_children.get(key)
+        if children is None:
+            children = self._grpc_children[key] = (self.grpc_requests.labels(method, code),
+                                                   self.grpc_latency.labels(method))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -53,6 +53,21 @@ class RequestError(Exception):
         self.message = message
 
 
+async def _next_within(stream, timeout_s: float):
+    """``stream``'s next chunk, ``TimeoutError`` after ``timeout_s`` seconds without one.
+
+    ``asyncio.timeout`` (Python 3.11+) is a timer around the read: a body already received
+    is read without leaving the request's task. ``asyncio.wait_for`` (Python 3.10) runs the
+    read as a task of its own, which costs an event-loop round per chunk.
+    """
+    import asyncio
+
+    if not hasattr(asyncio, "timeout"):
+        return await asyncio.wait_for(stream.__anext__(), timeout_s)
+    async with asyncio.timeout(timeout_s):
+        return await stream.__anext__()
+
+
 async def read_body(request, limit: int, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> bytes:
     """The request body, or ``RequestError(413)`` as soon as it is known to exceed ``limit`` bytes.
 
@@ -77,7 +92,7 @@ async def read_body(request, limit: int, timeout_s: float = DEFAULT_READ_TIMEOUT
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(stream.__anext__(), timeout_s)
+                chunk = await _next_within(stream, timeout_s)
             except StopAsyncIteration:
                 break
             size += len(chunk)

@@ -102,6 +102,19 @@ def test_real_provider_is_reported(gray):
 
 # --- description and predictions ---------------------------------------------------------
 
+def test_session_config_reaches_onnxruntime(gray):
+    model, path = gray
+    entries = {"session.intra_op.allow_spinning": "0"}
+    predictor = OnnxPredictor(path, ["CPUExecutionProvider"], session_config=entries)
+    options = predictor._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    x = np.random.default_rng(0).random((3, 10, 10, 1), dtype=np.float32)
+    np.testing.assert_allclose(predictor.run(x), OnnxPredictor(path).run(x), rtol=1e-6)
+    for bad in ({"session.intra_op.allow_spinning": 0}, [("a", "b")]):
+        with pytest.raises(TypeError, match="session_config"):
+            OnnxPredictor(path, session_config=bad)
+
+
 def test_reads_metadata(gray):
     _, path = gray
     predictor = OnnxPredictor(path)

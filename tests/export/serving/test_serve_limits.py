@@ -117,6 +117,40 @@ def test_the_request_pixel_budget_holds_across_the_images_of_a_form(server):
     assert tf_serving.status_code == 413, tf_serving.text
 
 
+def test_small_images_decode_on_the_loop_and_large_ones_in_a_thread(onnx_path, monkeypatch):
+    import starlette.concurrency
+    from starlette.testclient import TestClient
+
+    from kcnn.export import OnnxPredictor
+    from kcnn.export.serving import create_app
+    from kcnn.export.serving.app import INLINE_DECODE_PIXELS
+
+    threaded = []
+    original = starlette.concurrency.run_in_threadpool
+
+    async def counting(func, *args, **kwargs):
+        threaded.append(func.__name__)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(starlette.concurrency, "run_in_threadpool", counting)
+    predictor = OnnxPredictor(onnx_path, ["CPUExecutionProvider"])
+    side = int(INLINE_DECODE_PIXELS ** 0.5) + 1
+    flat = io.BytesIO()
+    Image.new("L", (side, side), 77).save(flat, "PNG")  # a few hundred bytes, > the inline pixels
+    with TestClient(create_app(predictor, max_image_pixels=INLINE_DECODE_PIXELS * 2)) as client:
+        small = client.post("/v1/predict", content=_png(), headers={"content-type": "image/png"})
+        assert small.status_code == 200 and threaded == []
+        expected = predictor.predict(np.asarray(Image.open(io.BytesIO(_png()))))
+        assert small.json()["predictions"][0]["index"] == int(expected.indices[0][0])
+        large = client.post("/v1/predict", content=flat.getvalue(),
+                            headers={"content-type": "image/png"})
+        assert large.status_code == 200 and threaded == ["_prepare"]
+        assert client.post("/v1/predict", content=b"not an image").status_code == 400
+    with TestClient(create_app(predictor, max_image_pixels=500)) as client:  # 784 px: too many
+        over = client.post("/v1/predict", content=_png(), headers={"content-type": "image/png"})
+        assert over.status_code == 413 and "exceeds the limit of 500 pixels" in over.json()["error"]
+
+
 ROUTES = ["/v1/predict", f"/v2/models/{NAME}/infer", f"/v1/models/{NAME}:predict", "/v1/explain"]
 CONTENT_TYPES = ["image/png", "application/json", "multipart/form-data; boundary=xyz",
                  "multipart/form-data", "application/octet-stream", "text/plain", ""]
