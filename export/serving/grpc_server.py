@@ -16,6 +16,12 @@ with HTTP without cross-thread hand-offs), and readiness, shutdown and metrics a
 objects HTTP uses. Handlers take the raw request bytes and parse them themselves, so that a
 message that is not a valid protobuf is ``INVALID_ARGUMENT`` rather than gRPC's own ``INTERNAL``.
 
+Calls share the micro-batcher but seldom a batch: grpc.aio accepts one call at a time (each
+acceptance a round trip through grpcio's completion-queue poller thread) and hands it over with
+its message complete, so calls reach :meth:`InferenceServicer.ModelInfer` on successive loop
+steps and none is ever "on its way" for a batch to wait for (announcing calls when grpc.aio
+accepts them was measured: the next call is accepted only after the previous one is submitted).
+
 Status codes: a client mistake is ``INVALID_ARGUMENT`` (malformed request, wrong input name,
 datatype, shape or data size), ``NOT_FOUND`` (unknown model or version) or
 ``RESOURCE_EXHAUSTED`` (more images than ``max_instances``; messages over
