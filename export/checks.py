@@ -1,9 +1,8 @@
 """Argument checks of ``kcnn.export`` (messages name the argument, the value and what is accepted).
 
-``kcnn.export`` serves models without importing Keras (``kcnn-serve`` starts in a second and
-holds no TensorFlow), so it cannot use ``kcnn.layers.validation``; these are the same checks with
-the same messages, for the exporter, the predictor, the Triton writer, the load test and the
-server's limits.
+They import no Keras (``kcnn-serve`` starts in a second and holds no TensorFlow): the one copy
+for the exporter, the predictor, the Triton writer, the load test and the server's limits, and for
+kcnn core's model builders, recipes and data pipelines.
 """
 import math
 import numbers

@@ -3,12 +3,12 @@
 No convolution or pooling primitive is called: every output is the sliding-window formula
 Y[i, j] = Σa Σb X[i + a, j + b]·K[a, b] (+ bias), computed from strided slices.
 
-Modules: ``cross_correlation`` / ``pooling`` / ``corr2d`` (the public layers and function),
-``validation`` (argument and padding helpers, also for kcnn core), ``reference`` (the formula,
-the tests' oracle), ``correlation`` (the one function ``call`` uses: the windows times the kernel,
-with the hand-written backward), ``dispatch`` (the one choice of arrangement, with the figure
-behind each), ``correlation_torch`` (the eager PyTorch arrangement), ``keras_compat`` (the only
-private Keras imports).
+Modules: ``cross_correlation`` / ``pooling`` (the public layers), ``corr2d`` (the formula as
+written: the public function and its batched form, the oracle), ``validation`` (argument and padding
+helpers, also for kcnn core), ``correlation`` (the one function ``call`` uses: the windows times the
+kernel, with the hand-written backward), ``dispatch`` (the one choice of arrangement, with the figure
+behind each), ``correlation_torch`` (the eager PyTorch arrangement), ``keras_compat`` (the only private
+Keras imports), ``introspection`` (the one layer walk).
 """
 
 from kcnn.layers.corr2d import corr2d

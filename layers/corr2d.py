@@ -1,23 +1,52 @@
-"""`corr2d`: the 2-D valid cross-correlation of one array with one kernel, written explicitly."""
+"""The cross-correlation formula as written: d2l's `corr2d`, and its batched form, every fast path's oracle.
+
+    Y[n, i, j, f] = Σ_a Σ_b  matmul(Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, :], K[a, b])[f]
+
+Kernel offset `(a, b)` reads one strided slice of the (padded) input, :func:`offset_slice` (the pooling
+layers read their windows through it too). :func:`corr2d` is the public teaching function (one array,
+one kernel); :func:`cross_correlate` sums, per offset, that slice times the offset's `(in, out)` weight
+matrix, differentiated by autodiff: the oracle every arrangement of `kcnn.layers.correlation` is tested
+against, run by `CrossCorrelation2D(algorithm="reference")`.
+"""
 import keras
 from keras import ops
 
 __all__ = ["corr2d"]
 
 
-def _as_tensor(value):
-    # Symbolic KerasTensors go straight to keras.ops; everything else becomes a backend tensor.
-    if isinstance(value, keras.KerasTensor):
-        return value
-    return ops.convert_to_tensor(value)
+def offset_slice(x, axes, offsets, kernel, strides=(1, 1), dilation=(1, 1)):
+    """X[…, i·s + a·d, …] for every output position i along ``axes``: the slice kernel offset ``a`` reads.
+
+    Negative stops give exactly the output length, ``floor((n − d·(k − 1) − 1) / s) + 1``, without
+    knowing the input's size.
+    """
+    index = [slice(None)] * len(x.shape)
+    for axis, a, k, s, d in zip(axes, offsets, kernel, strides, dilation):
+        index[axis] = slice(a * d, (a - k + 1) * d or None, s)
+    return x[tuple(index)]
 
 
-def _check_2d(value, name):
-    if len(value.shape) != 2:
-        raise ValueError(
-            f"`{name}` must be a 2-D array of shape (height, width). "
-            f"Received {name} with shape {tuple(value.shape)}."
-        )
+def contract(patches, kernel_rows, groups):
+    """patches (N, Ho, Wo, R·kw·C) · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F), block-diagonal by group."""
+    r, kw, cg, filters = kernel_rows.shape
+    if groups == 1:
+        return ops.matmul(patches, ops.reshape(kernel_rows, (r * kw * cg, filters)))
+    ho, wo = ops.shape(patches)[1:3]
+    view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
+    out = ops.einsum("nlpgc,pcgf->nlgf", view, ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups)))
+    return ops.reshape(out, (-1, ho, wo, filters))
+
+
+def cross_correlate(xp, kernel, strides, dilation, groups):
+    """Valid cross-correlation of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F)."""
+    kh, kw = kernel.shape[:2]
+    out = None
+    for a in range(kh):
+        for b in range(kw):
+            window = offset_slice(xp, (1, 2), (a, b), (kh, kw), strides, dilation)
+            term = contract(window, kernel[a : a + 1, b : b + 1], groups)
+            out = term if out is None else ops.add(out, term)
+    return out
 
 
 def corr2d(x, kernel):
@@ -47,14 +76,16 @@ def corr2d(x, kernel):
         >>> corr2d([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]])
         # [[19., 25.], [37., 43.]]
     """
-    x = _as_tensor(x)
-    kernel = _as_tensor(kernel)
-    _check_2d(x, "x")
-    _check_2d(kernel, "kernel")
+    # Symbolic KerasTensors go straight to keras.ops; everything else becomes a backend tensor.
+    x, kernel = (v if isinstance(v, keras.KerasTensor) else ops.convert_to_tensor(v) for v in (x, kernel))
+    for name, value in (("x", x), ("kernel", kernel)):
+        if len(value.shape) != 2:
+            raise ValueError(
+                f"`{name}` must be a 2-D array of shape (height, width). "
+                f"Received {name} with shape {tuple(value.shape)}."
+            )
     (n_h, n_w), (k_h, k_w) = x.shape, kernel.shape
-    too_big = [
-        (n, k) for n, k in ((n_h, k_h), (n_w, k_w)) if n is not None and k is not None and k > n
-    ]
+    too_big = any(n is not None and k is not None and k > n for n, k in ((n_h, k_h), (n_w, k_w)))
     if too_big or 0 in (k_h, k_w):
         raise ValueError(
             "`kernel` must be non-empty and no larger than `x` in either dimension. "
@@ -63,14 +94,10 @@ def corr2d(x, kernel):
     dtype = keras.backend.result_type(x.dtype, kernel.dtype)
     if "float" not in dtype:
         dtype = keras.config.floatx()
-    x = ops.cast(x, dtype)
-    kernel = ops.cast(kernel, dtype)
-
+    x, kernel = ops.cast(x, dtype), ops.cast(kernel, dtype)
     y = None
     for a in range(k_h):
         for b in range(k_w):
-            # X[a : a + out_h, b : b + out_w]; negative stops need no static size.
-            window = x[a : (a - k_h + 1) or None, b : (b - k_w + 1) or None]
-            term = window * kernel[a, b]
+            term = offset_slice(x, (0, 1), (a, b), (k_h, k_w)) * kernel[a, b]
             y = term if y is None else y + term
     return y

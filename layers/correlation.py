@@ -5,44 +5,37 @@
 ``Xp`` is the padded channels_last input, ``s`` the strides, ``d`` the dilation. Each kernel offset
 ``(a, b)`` reads one strided slice of ``Xp`` (a *window* position per output pixel); the windows
 side by side make the patch matrix, whose product with the reshaped kernel is ``Y``.
-``kcnn.layers.dispatch`` picks how the windows are gathered (``plan.path``):
-
-* ``"reference"`` — ``kcnn.layers.reference``: one slice and matmul per offset, autodiff;
-* ``"im2col"`` — every window of every example in one patch matrix, one matmul;
-* ``"kernel_rows"`` — one kernel row of windows at a time (kh matmuls), for large layers;
-* ``"torch"`` — eager PyTorch with autograd off (``correlation_torch``).
+``kcnn.layers.dispatch`` picks how the windows are gathered (``plan.path``): ``"reference"``
+(``kcnn.layers.corr2d.cross_correlate``, autodiff), ``"im2col"`` (every window of every example in
+one patch matrix, one matmul), ``"kernel_rows"`` (one kernel row of windows per matmul) or
+``"torch"`` (eager PyTorch with autograd off, ``correlation_torch``).
 
 For training, every path but the reference runs inside ``keras.ops.custom_gradient`` with a
 hand-written backward pass, so autodiff never keeps ``kh·kw`` input-sized slices alive:
 
 * kernel gradient: ``dK = patchesᵀ · dY`` (the forward's patch matrix reused when it was built
   in one piece), accumulated in float32 for float16/bfloat16 inputs;
-* input gradient, stride 1: each window's gradient ``dY · K[a, b]ᵀ`` scattered back where the
-  window was read; strides > 1: ``dY`` correlated with the flipped, in/out-swapped kernel per
-  stride phase (rows ``p ≡ r mod s`` only see kernel rows ``r, r+s, …``), no zeros inserted.
-
-In a TensorFlow graph (``plan.xla``) the forward and each gradient are XLA-compiled functions.
+* input gradient: each window's gradient ``dY · K[a, b]ᵀ`` added back where the window was read;
+  with strides > 1 once per stride phase (rows ``p ≡ r mod s`` only see kernel rows ``r, r+s, …``).
+  In a TensorFlow graph (``plan.xla``) the forward and each gradient are XLA-compiled functions.
 """
 
 import keras
 from keras import ops
 from keras.backend import backend
 
-from kcnn.layers import dispatch, reference, validation
-
-_LOW_PRECISION = ("float16", "bfloat16")
+from kcnn.layers import dispatch, validation
+from kcnn.layers.corr2d import contract, cross_correlate, offset_slice
 
 
 def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm="auto"):
     """Valid cross-correlation (no bias) of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F).
 
-    ``kernel`` may be float32 while ``xp`` is low precision: it is cast for the product, and its
-    gradient stays float32. ``training`` selects the hand-written backward; ``algorithm`` is one
-    of ``dispatch.ALGORITHMS``.
+    ``kernel`` may be float32 while ``xp`` is low precision: it is cast for the product, and its gradient
+    stays float32. ``training`` selects the hand-written backward; ``algorithm``: ``dispatch.ALGORITHMS``.
     """
-    kh, kw = kernel.shape[:2]
     out_hw = tuple(validation.output_length(n, k, s, d)
-                   for n, k, s, d in zip(ops.shape(xp)[1:3], (kh, kw), strides, dilation))
+                   for n, k, s, d in zip(ops.shape(xp)[1:3], kernel.shape[:2], strides, dilation))
     plan = dispatch.choose(
         backend=backend(), training=bool(training), algorithm=algorithm, batch=ops.shape(xp)[0], out_hw=out_hw,
         kernel_shape=tuple(kernel.shape), groups=groups, torch_autograd_off=_torch_autograd_off(training),
@@ -52,34 +45,41 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
     if not plan.hand_written_backward:
         weights = ops.cast(kernel, xp.dtype)
         if plan.path == "reference":
-            return reference.cross_correlate(xp, weights, strides, dilation, groups, out_hw)
+            return cross_correlate(xp, weights, strides, dilation, groups)
         return _forward(plan, xp, weights, strides, dilation, groups)[0]
-    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that read
-    # variables unless the gradient function handles them itself.
-    kernel = ops.copy(kernel)
+
+    def forward(inputs, weights):  # (Y, the patch matrix if it was built in one piece else None)
+        return _forward(plan, inputs, ops.cast(weights, inputs.dtype), strides, dilation, groups)
+
+    def input_gradient(inputs, weights, dy):
+        return _input_gradient(plan, dy, ops.cast(weights, inputs.dtype), ops.shape(inputs)[1:3], strides, dilation,
+                               groups)
+
+    def kernel_gradient(inputs, weights, dy, patches):
+        dk = _kernel_gradient(plan, inputs, dy, weights.shape, strides, dilation, groups, patches)
+        return ops.cast(dk, weights.dtype)
+
     if plan.xla:
-        return _xla(plan, xp, kernel, strides, dilation, groups)
+        forward, input_gradient, kernel_gradient = _xla(forward, input_gradient, kernel_gradient)
 
     @ops.custom_gradient
     def lean(inputs, weights):
         # PyTorch tensors say whether their gradient is wanted (not for a model's input images);
         # TensorFlow and JAX prune unused gradients themselves.
         input_gradient_needed = getattr(inputs, "requires_grad", True)
-        compute_weights = ops.cast(weights, inputs.dtype)
-        outputs, patches = _forward(plan, inputs, compute_weights, strides, dilation, groups)
+        outputs, patches = forward(inputs, weights)
 
         def grad(*args, upstream=None):
             if upstream is None:  # TensorFlow and JAX pass the upstream gradient positionally.
                 (upstream,) = args
-            dx = None
-            if input_gradient_needed:
-                dx = _input_gradient(plan, upstream, compute_weights, ops.shape(inputs)[1:3], strides, dilation, groups)
-            dk = _kernel_gradient(plan, inputs, upstream, weights.shape, strides, dilation, groups, patches)
-            return dx, ops.cast(dk, weights.dtype)
+            dx = input_gradient(inputs, weights, upstream) if input_gradient_needed else None
+            return dx, kernel_gradient(inputs, weights, upstream, patches)
 
         return outputs, grad
 
-    return lean(xp, kernel)
+    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that read
+    # variables unless the gradient function handles them itself.
+    return lean(xp, ops.copy(kernel))
 
 
 def _torch_autograd_off(training):
@@ -115,8 +115,7 @@ def _forward(plan, xp, kernel, strides, dilation, groups):
         from kcnn.layers import correlation_torch
 
         return correlation_torch.correlate(xp, kernel, strides, dilation)
-    kh = kernel.shape[0]
-    chunks = _row_chunks(plan.path, kh)
+    chunks = _row_chunks(plan.path, kernel.shape[0])
     out = None
     for a0, a1 in chunks:
         patches = windows(xp, kernel.shape[:2], strides, dilation, (a0, a1))
@@ -133,29 +132,16 @@ def _row_chunks(path, kh):
 def windows(xp, kernel_hw, strides, dilation, kernel_rows=None):
     """The windows of kernel rows ``a0 … a1−1`` (default: all) as a patch matrix (N, Ho, Wo, R·kw·C),
     columns ordered (a, b, c): the strided slices of the formula side by side."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, strides, dilation
-    a0, a1 = kernel_rows or (0, kh)
-    ho, wo = (validation.output_length(n, k, s, d) for n, k, s, d in zip(ops.shape(xp)[1:3], kernel_hw, strides,
-                                                                           dilation))
+    a0, a1 = kernel_rows or (0, kernel_hw[0])
     if torch_views_usable():
         from kcnn.layers import correlation_torch
 
-        view = correlation_torch.window_view(xp[:, a0 * dh:], (a1 - a0, kw), strides, dilation, (ho, wo))
+        view = correlation_torch.window_view(xp, kernel_hw, strides, dilation)[:, :, :, a0:a1]
         n, ho, wo, r, kw, c = view.shape  # no -1: torch cannot infer it when N is 0
         return view.reshape(n, ho, wo, r * kw * c)  # 5–10× faster than cat of small slices
-    slices = [reference.offset_slice(xp, a, b, (ho, wo), strides, dilation) for a in range(a0, a1) for b in range(kw)]
+    slices = [offset_slice(xp, (1, 2), (a, b), kernel_hw, strides, dilation)
+              for a in range(a0, a1) for b in range(kernel_hw[1])]
     return slices[0] if len(slices) == 1 else ops.concatenate(slices, axis=-1)
-
-
-def contract(patches, kernel_rows, groups):
-    """patches (N, Ho, Wo, R·kw·C) · kernel_rows (R, kw, C/g, F) → (N, Ho, Wo, F), block-diagonal over groups."""
-    r, kw, cg, filters = kernel_rows.shape
-    if groups == 1:
-        return ops.matmul(patches, ops.reshape(kernel_rows, (r * kw * cg, filters)))
-    ho, wo = ops.shape(patches)[1:3]
-    view = ops.reshape(patches, (-1, ho * wo, r * kw, groups, cg))
-    out = ops.einsum("nlpgc,pcgf->nlgf", view, ops.reshape(kernel_rows, (r * kw, cg, groups, filters // groups)))
-    return ops.reshape(out, (-1, ho, wo, filters))
 
 
 def patches_times_gradient(patches, dy, kernel_rows_shape, groups):
@@ -172,7 +158,7 @@ def patches_times_gradient(patches, dy, kernel_rows_shape, groups):
 
 def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patches):
     """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f], float32 for low precision."""
-    if keras.backend.standardize_dtype(xp.dtype) in _LOW_PRECISION:
+    if keras.backend.standardize_dtype(xp.dtype) in ("float16", "bfloat16"):
         xp, dy, patches = ops.cast(xp, "float32"), ops.cast(dy, "float32"), None
     if plan.path == "torch":
         from kcnn.layers import correlation_torch
@@ -190,14 +176,29 @@ def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patc
 
 
 def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
-    """dXp: scattered back per window (stride 1), or correlated per stride phase."""
+    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f]."""
     if plan.path == "torch":
         from kcnn.layers import correlation_torch
 
         return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
-    if tuple(strides) != (1, 1):
-        return _phase_input_gradient(dy, kernel, padded_hw, strides, groups)
-    return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
+    (sh, sw), (hp, wp) = strides, padded_hw
+    if (sh, sw) == (1, 1):
+        return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
+    # Strides > 1 (dilation is then 1): rows r, r + s, … of dXp (phase r) only receive kernel rows
+    # r, r + s, …, a stride-1 scatter on the phase's grid; the phases are interleaved back.
+    kh, kw, cg, _ = kernel.shape
+    n = ops.shape(dy)[0]
+    qh, qw = -(-hp // sh), -(-wp // sw)
+    phase_rows = []
+    for rh in range(sh):
+        phases = [
+            _scatter_input_gradient(dy, kernel[rh::sh, rw::sw], (qh, qw), (1, 1), groups)
+            if rh < kh and rw < kw else ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype)
+            for rw in range(sw)
+        ]
+        phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
+    interleaved = ops.reshape(ops.stack(phase_rows, axis=2), (n, qh * sh, qw * sw, groups * cg))
+    return interleaved[:, :hp, :wp, :]
 
 
 def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
@@ -230,63 +231,15 @@ def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     return dxp
 
 
-def _phase_input_gradient(dy, kernel, padded_hw, strides, groups):
-    """dXp for strides > 1 (dilation is then 1): per stride phase, dY correlated with the kernel rows it sees."""
-    kh, kw, cg, filters = kernel.shape
-    (sh, sw), (hp, wp) = strides, padded_hw
-    n, ho, wo = ops.shape(dy)[:3]
-    qh, qw = -(-hp // sh), -(-wp // sw)
-    phase_rows = []
-    for rh in range(sh):
-        phases = []
-        for rw in range(sw):
-            sub = kernel[rh::sh, rw::sw]
-            th, tw = sub.shape[:2]
-            if th == 0 or tw == 0:
-                phases.append(ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype))
-                continue
-            dyp = ops.pad(dy, ((0, 0), (th - 1, qh - ho), (tw - 1, qw - wo), (0, 0)))
-            fits = dispatch.patch_elements(n, (qh, qw), (th, tw), filters) <= dispatch.MAX_PATCH_ELEMENTS
-            phase_plan = dispatch.Plan("im2col" if fits else "kernel_rows")
-            phases.append(_forward(phase_plan, dyp, _flipped(sub, groups), (1, 1), (1, 1), groups)[0])
-        phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
-    interleaved = ops.reshape(ops.stack(phase_rows, axis=2), (n, qh * sh, qw * sw, groups * cg))
-    return interleaved[:, :hp, :wp, :]
-
-
-def _flipped(kernel, groups):
-    """Flip (kh, kw, C/g, F) spatially and swap in/out per group → (kh, kw, F/g, C)."""
-    kh, kw, cg, filters = kernel.shape
-    flipped = ops.reshape(ops.flip(kernel, axis=(0, 1)), (kh, kw, cg, groups, filters // groups))
-    return ops.reshape(ops.transpose(flipped, (0, 1, 4, 3, 2)), (kh, kw, filters // groups, groups * cg))
-
-
-def _xla(plan, xp, kernel, strides, dilation, groups):
-    """TensorFlow graph mode: the forward and each gradient compiled by XLA (which fuses the
-    gathers into the matmuls; plain graph ops would copy every slice and its gradient)."""
+def _xla(forward, input_gradient, kernel_gradient):
+    """TensorFlow graph mode: the forward and each gradient compiled by XLA, which fuses the gathers
+    into the matmuls (plain graph ops would copy every slice and its gradient). Two gradient
+    functions, so that graph pruning drops the input gradient where nothing needs it (a model's
+    first layer); the kernel gradient gathers the windows again rather than keep the patch matrix."""
     import tensorflow as tf
 
-    @tf.function(jit_compile=True, autograph=False)
-    def forward(inputs, weights):
-        return _forward(plan, inputs, ops.cast(weights, inputs.dtype), strides, dilation, groups)[0]
+    def compiled(function):
+        return tf.function(function, jit_compile=True, autograph=False)
 
-    # Two compiled functions, so that graph pruning drops the input gradient where nothing needs
-    # it (a model's first layer).
-    @tf.function(jit_compile=True, autograph=False)
-    def input_gradient(inputs, weights, upstream):
-        return _input_gradient(plan, upstream, ops.cast(weights, inputs.dtype), inputs.shape[1:3], strides, dilation,
-                               groups)
-
-    @tf.function(jit_compile=True, autograph=False)
-    def kernel_gradient(inputs, weights, upstream):
-        dk = _kernel_gradient(plan, inputs, upstream, weights.shape, strides, dilation, groups, None)
-        return ops.cast(dk, weights.dtype)
-
-    @tf.custom_gradient
-    def lean(inputs, weights):
-        def grad(upstream):
-            return input_gradient(inputs, weights, upstream), kernel_gradient(inputs, weights, upstream)
-
-        return forward(inputs, weights), grad
-
-    return lean(xp, kernel)
+    return (compiled(lambda inputs, weights: (forward(inputs, weights)[0], None)), compiled(input_gradient),
+            compiled(lambda inputs, weights, dy, patches: kernel_gradient(inputs, weights, dy, None)))

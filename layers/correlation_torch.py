@@ -3,47 +3,43 @@
 Same formula as ``kcnn.layers.correlation``, arranged for eager execution, where every
 intermediate is materialised and a fresh large buffer costs page faults:
 
-* the windows of a few examples at a time are copied from a strided view (``Tensor.unfold``)
-  into one reused buffer (channel-major for one-channel inputs) — the whole im2col matrix never exists, yet every matmul keeps the
-  full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices of it);
-* forward: ``Y[rows] = patches · K`` written in place (``out=``);
-* kernel gradient: ``dK += patchesᵀ · dY[rows]`` (``addmm_``);
+* the windows of a few examples at a time are copied from a strided view (``Tensor.unfold``) into
+  one reused buffer (channel-major for one-channel inputs): the whole im2col matrix never exists,
+  yet every matmul keeps the full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices);
+* forward: ``Y[rows] = patches · K`` written in place (``out=``); kernel gradient:
+  ``dK += patchesᵀ · dY[rows]`` (``addmm_``);
 * input gradient: per kernel offset, ``dY · K[a, b]ᵀ`` added in place to the strided slice of the
   padded input gradient it belongs to (strides and dilation need no special case).
 
-Used where ``kcnn.layers.dispatch`` plans ``"torch"``: autograd off, i.e. inside the hand-written
-backward pass (``custom_gradient``) and under ``torch.no_grad`` (``predict``), one group, not
-tracing. In-place and ``out=`` ops cannot be differentiated. Chunks hold at most
-``dispatch.MAX_PATCH_ELEMENTS`` elements.
+Used where ``kcnn.layers.dispatch`` plans ``"torch"``: autograd off (inside the hand-written backward
+pass, or under ``torch.no_grad``), one group, not tracing: in-place and ``out=`` ops cannot be
+differentiated. Chunks hold at most ``dispatch.MAX_PATCH_ELEMENTS`` elements.
 """
 
 import torch
 
 from kcnn.layers import dispatch
+from kcnn.layers.validation import output_length
 
 
-def window_view(xp, kernel_hw, strides, dilation, out_hw):
+def window_view(xp, kernel_hw, strides, dilation):
     """(N, Ho, Wo, kh, kw, C) strided view of the windows of a padded channels_last input."""
-    (kh, kw), (sh, sw), (dh, dw), (ho, _) = kernel_hw, strides, dilation, out_hw
-    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    windows = xp[:, : span_h + (ho - 1) * sh].unfold(1, span_h, sh).unfold(2, span_w, sw)
-    if dh > 1 or dw > 1:
-        windows = windows[..., ::dh, ::dw]
-    return windows.permute(0, 1, 2, 4, 5, 3)  # unfold puts the window axes last
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, strides, dilation
+    windows = xp.unfold(1, (kh - 1) * dh + 1, sh).unfold(2, (kw - 1) * dw + 1, sw)
+    return windows[..., ::dh, ::dw].permute(0, 1, 2, 4, 5, 3)  # unfold puts the window axes last
 
 
-def _patch_chunks(xp, kernel_hw, strides, dilation, out_hw):
+def _patch_chunks(xp, kernel_hw, strides, dilation):
     """Yield (n0, n1, patches): the im2col matrix of examples n0…n1−1, columns ordered (a, b, c).
 
     patches is (rows, kh·kw·C) — or, for one-channel inputs, (examples, kh·kw, Ho·Wo), whose
     copy reads whole image rows instead of kw-pixel runs (4× faster on LeNet's first layer).
     It lives in one buffer reused by every chunk: consume each before the next.
     """
-    n, channels = xp.shape[0], xp.shape[-1]
-    depth = kernel_hw[0] * kernel_hw[1] * channels
-    per_example = out_hw[0] * out_hw[1] * depth
-    step = max(1, min(n, dispatch.MAX_PATCH_ELEMENTS // max(per_example, 1)))
-    view = window_view(xp, kernel_hw, strides, dilation, out_hw)  # (N, Ho, Wo, kh, kw, C)
+    view = window_view(xp, kernel_hw, strides, dilation)  # (N, Ho, Wo, kh, kw, C)
+    n, ho, wo, kh, kw, channels = view.shape
+    depth = kh * kw * channels
+    step = max(1, min(n, dispatch.MAX_PATCH_ELEMENTS // max(ho * wo * depth, 1)))
     one_channel = channels == 1
     if one_channel:
         view = view[..., 0].permute(0, 3, 4, 1, 2)  # (N, kh, kw, Ho, Wo)
@@ -55,34 +51,20 @@ def _patch_chunks(xp, kernel_hw, strides, dilation, out_hw):
         yield n0, n1, chunk.view(n1 - n0, depth, -1) if one_channel else chunk.view(-1, depth)
 
 
-def _matmul_into(patches, weights, out):
-    """out (examples, Ho, Wo, F) = patches · weights, for either patch layout."""
-    if patches.dim() == 2:
-        torch.matmul(patches, weights, out=out.view(-1, weights.shape[1]))
-    else:
-        torch.matmul(patches.transpose(1, 2), weights, out=out.view(out.shape[0], -1, weights.shape[1]))
-
-
-def _accumulate_kernel_gradient(grad, patches, dy):
-    """grad (kh·kw·C, F) += patchesᵀ · dY for either patch layout."""
-    filters = grad.shape[1]
-    if patches.dim() == 2:
-        grad.addmm_(patches.t(), dy.reshape(-1, filters))
-    else:
-        grad.addbmm_(patches, dy.reshape(dy.shape[0], -1, filters))
-
-
 def correlate(xp, kernel, strides, dilation):
     """(Y, patches): valid cross-correlation (no bias) of padded (N, Hp, Wp, C) with (kh, kw, C, F),
     and the patch matrix when one chunk held every example (else None), for ``kernel_gradient``.
     """
     kh, kw, channels, filters = kernel.shape
-    out_hw = tuple((n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(xp.shape[1:3], (kh, kw), strides, dilation))
+    out_hw = tuple(output_length(n, k, s, d) for n, k, s, d in zip(xp.shape[1:3], (kh, kw), strides, dilation))
     weights = kernel.reshape(kh * kw * channels, filters)
     out = xp.new_empty((xp.shape[0], *out_hw, filters))
     chunks = 0
-    for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation, out_hw):
-        _matmul_into(patches, weights, out[n0:n1])
+    for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation):
+        if patches.dim() == 2:
+            torch.matmul(patches, weights, out=out[n0:n1].view(-1, filters))
+        else:  # one-channel layout
+            torch.matmul(patches.transpose(1, 2), weights, out=out[n0:n1].view(n1 - n0, -1, filters))
         chunks += 1
     return out, (patches if chunks == 1 else None)
 
@@ -94,11 +76,12 @@ def kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches=None):
     """
     kh, kw, channels, filters = kernel_shape
     grad = xp.new_zeros((kh * kw * channels, filters))
-    if patches is not None:
-        _accumulate_kernel_gradient(grad, patches, dy)
-        return grad.view(kernel_shape)
-    for n0, n1, chunk in _patch_chunks(xp, (kh, kw), strides, dilation, tuple(dy.shape[1:3])):
-        _accumulate_kernel_gradient(grad, chunk, dy[n0:n1])
+    chunks = _patch_chunks(xp, (kh, kw), strides, dilation) if patches is None else [(0, len(dy), patches)]
+    for n0, n1, chunk in chunks:
+        if chunk.dim() == 2:
+            grad.addmm_(chunk.t(), dy[n0:n1].reshape(-1, filters))
+        else:  # one-channel layout
+            grad.addbmm_(chunk, dy[n0:n1].reshape(n1 - n0, -1, filters))
     return grad.view(kernel_shape)
 
 

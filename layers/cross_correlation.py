@@ -12,30 +12,27 @@ class CrossCorrelation2D(keras.layers.Conv2D):
 
     ``Y[n, i, j, f] = Σ_a Σ_b Σ_c X[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f] + bias[f]``
 
-    It subclasses ``keras.layers.Conv2D`` and keeps its constructor, defaults, argument
-    validation and error messages, weights (``kernel`` of shape
-    ``(kh, kw, in_channels // groups, filters)`` and ``bias``), ``compute_output_shape`` and
-    config (plus ``algorithm``), so a model can switch between the two and keep its weights. ``call`` differs:
-    no convolution primitive is used, just strided slices, ``pad`` and matmul/einsum.
+    It subclasses ``keras.layers.Conv2D`` and keeps its constructor, defaults, argument validation and
+    error messages, weights (``kernel`` of shape ``(kh, kw, in_channels // groups, filters)`` and
+    ``bias``), ``compute_output_shape`` and config (plus ``algorithm``), so a model can switch between the
+    two and keep its weights. ``call`` differs: just strided slices, ``pad`` and matmul/einsum.
 
     Args:
         filters: number of output channels.
         kernel_size: int or (kh, kw).
         strides: int or (sh, sw). Default 1.
-        padding: ``"valid"`` (default) or ``"same"`` as in Conv2D, or explicit zero padding
-            (PyTorch / d2l style): an int ``p``, a pair ``(ph, pw)`` or
-            ``((top, bottom), (left, right))``. The output length along an axis is
-            ``floor((n + p_total − d·(k − 1) − 1) / s) + 1``.
+        padding: ``"valid"`` (default) or ``"same"`` as in Conv2D, or explicit zero padding (PyTorch /
+            d2l style): an int ``p``, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))``. The
+            output length along an axis is ``floor((n + p_total − d·(k − 1) − 1) / s) + 1``.
         data_format: ``"channels_last"`` or ``"channels_first"``; default from Keras config.
         dilation_rate: int or (dh, dw). Cannot exceed 1 together with strides > 1.
         groups: number of channel groups (block-diagonal kernel).
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
-        algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default:
-            picked per call from the shapes and the backend), ``"reference"`` (the formula as
-            written, ``kcnn.layers.reference``, differentiated automatically), ``"im2col"`` or
-            ``"kernel_rows"``; ``"bands"`` (deleted) is read as ``"auto"``. Every choice computes
-            the same numbers.
+        algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default: picked
+            per call from the shapes and the backend), ``"reference"`` (the formula as written,
+            ``kcnn.layers.corr2d.cross_correlate``, differentiated automatically), ``"im2col"`` or
+            ``"kernel_rows"``; ``"bands"`` (deleted) is read as ``"auto"``. All compute the same numbers.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", algorithm="auto", **kwargs):
@@ -43,13 +40,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             algorithm = "auto"
         self.algorithm = validation.standardize_choice(algorithm, "algorithm", dispatch.ALGORITHMS)
         explicit = validation.standardize_explicit_padding(padding)
-        super().__init__(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding="valid" if explicit is not None else padding,
-            **kwargs,
-        )
+        super().__init__(filters, kernel_size, strides=strides, padding="valid" if explicit else padding, **kwargs)
         if explicit is not None:
             self.padding = explicit
 
@@ -58,56 +49,37 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         """True when ``padding`` is an explicit ((top, bottom), (left, right)) spec."""
         return not isinstance(self.padding, str)
 
-    def _pads(self, spatial_shape):
-        return validation.resolve_padding(
-            self.padding, spatial_shape, self.kernel_size, self.strides, self.dilation_rate
-        )
-
     def compute_output_shape(self, input_shape):
         if not self.explicit_padding:
             return super().compute_output_shape(input_shape)
         input_shape = tuple(input_shape)
         channels_last = self.data_format == "channels_last"
         spatial = input_shape[1:-1] if channels_last else input_shape[2:]
-        out = []
-        for size, pads, k, s, d in zip(
-            spatial, self.padding, self.kernel_size, self.strides, self.dilation_rate
-        ):
-            if size is None:
-                out.append(None)
-                continue
-            length = validation.output_length(size, k, s, d, pads[0] + pads[1])
-            if length <= 0:
-                raise ValueError(
-                    "Computed output size would be zero or negative. Received "
-                    f"`inputs shape={input_shape}`, `kernel_size={self.kernel_size}`, "
-                    f"`dilation_rate={self.dilation_rate}`, `strides={self.strides}`, "
-                    f"`padding={self.padding}`."
-                )
-            out.append(length)
-        if channels_last:
-            return (input_shape[0], *out, self.filters)
-        return (input_shape[0], self.filters, *out)
+        out = [None if n is None else validation.output_length(n, k, s, d, sum(pads)) for n, pads, k, s, d
+               in zip(spatial, self.padding, self.kernel_size, self.strides, self.dilation_rate)]
+        if any(n is not None and n <= 0 for n in out):
+            raise ValueError(
+                "Computed output size would be zero or negative. Received "
+                f"`inputs shape={input_shape}`, `kernel_size={self.kernel_size}`, "
+                f"`dilation_rate={self.dilation_rate}`, `strides={self.strides}`, `padding={self.padding}`."
+            )
+        return (input_shape[0], *out, self.filters) if channels_last else (input_shape[0], self.filters, *out)
 
     def _stored_dtype_kernel(self):
-        """The kernel as a tensor in its variables' dtype (float32 under a mixed policy), with the
-        LoRA update ``(lora_alpha / lora_rank) · A·B`` added when LoRA is enabled, as Conv2D's
-        ``kernel`` property adds it (which also casts the sum to the compute dtype: not here).
+        """The kernel as a tensor in its variables' dtype (float32 under a mixed policy), plus the LoRA
+        update ``(lora_alpha / lora_rank) · A·B`` when LoRA is on (Conv2D's ``kernel`` adds it too, but
+        casts the sum to the compute dtype), so the kernel gradient stays float32.
 
-        ``correlation.correlate`` casts it for the forward pass and keeps the kernel gradient in float32, so the
-        LoRA factors get a float32 gradient too. Variables are read as tensors inside the scope:
-        on TensorFlow ``convert_to_tensor`` hands back the variable itself, whose later reads
-        autocast to bfloat16 (and TensorFlow then rounds the float32 gradient to it). With LoRA
-        on, ``self.kernel`` is already a tensor (the merged kernel), so the stored kernel is
-        Conv2D's ``_kernel`` variable.
+        Read as tensors inside the scope: on TensorFlow ``convert_to_tensor`` hands back the variable
+        itself, whose later reads autocast to bfloat16. With LoRA on, ``self.kernel`` is the merged
+        tensor, so the stored kernel is Conv2D's ``_kernel`` variable.
         """
         with keras_compat.AutocastScope(None):
             kernel = ops.convert_to_tensor(keras_compat.stored_kernel(self).value)
             if not self.lora_enabled:
                 return kernel
-            update = ops.matmul(
-                ops.convert_to_tensor(self.lora_kernel_a.value), ops.convert_to_tensor(self.lora_kernel_b.value)
-            )
+            a, b = (ops.convert_to_tensor(factor.value) for factor in (self.lora_kernel_a, self.lora_kernel_b))
+            update = ops.matmul(a, b)
             return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank))
 
     def call(self, inputs, training=None):
@@ -118,10 +90,11 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         ``correlation.correlate`` gathers the windows and multiplies them by the kernel in the
         arrangement ``kcnn.layers.dispatch`` picks (``training=True``: with the hand-written
         backward pass); ``algorithm="reference"`` runs the formula as written
-        (``kcnn.layers.reference``: one strided slice and matmul per kernel offset).
+        (``kcnn.layers.corr2d.cross_correlate``: one strided slice and matmul per kernel offset).
         """
         x = inputs if self.data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
-        (top, bottom), (left, right) = self._pads(tuple(ops.shape(x)[1:3]))
+        (top, bottom), (left, right) = validation.resolve_padding(
+            self.padding, tuple(ops.shape(x)[1:3]), self.kernel_size, self.strides, self.dilation_rate)
         xp = ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if top + bottom + left + right else x
         y = correlation.correlate(xp, self._stored_dtype_kernel(), self.strides, self.dilation_rate, self.groups,
                                   training=bool(training), algorithm=self.algorithm)

@@ -1,30 +1,31 @@
 """The one place that decides which arrangement of the cross-correlation formula runs, and why each exists.
 
 :func:`choose` is a pure function of the layer's shapes, the backend and the call's context; its
-:class:`Plan` names the arrangement (``kcnn.layers.correlation`` runs it). Each arrangement kept
-beats the simpler alternative by at least 10 % on the backend where it runs. Figures: one
-``train_on_batch`` step at Keras's defaults, median of 5, fresh process per arrangement,
-interleaved, two repetitions, on a 2-core CPU shared with other jobs (times are noisy; peak RSS
-is stable). LeNet: d2l's two conv layers, batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
+:class:`Plan` names the arrangement (``kcnn.layers.correlation`` runs it). Each arrangement kept beats
+the simpler alternative by at least 10 % on the backend where it runs; ``kcnn-bench --section conv``
+measures each against the reference (its ``arrangements`` rows). Figures below: one ``train_on_batch``
+step at Keras's defaults, median of 5, fresh process per arrangement, interleaved, two repetitions, on a
+2-core CPU shared with other jobs (times are noisy; peak RSS is stable). LeNet: d2l's two conv layers,
+batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
 
-* ``"reference"`` — ``kcnn.layers.reference``: one slice and matmul per kernel offset, autodiff.
-  The simplest form, and the oracle; runs only when asked for (``algorithm="reference"``).
+* ``"reference"`` — ``kcnn.layers.corr2d.cross_correlate``: one slice and matmul per kernel offset,
+  autodiff. The simplest form, and the oracle; runs only when asked for (``algorithm="reference"``).
 * ``"im2col"`` — every window of every example in one patch matrix, one matmul, hand-written
   backward: JAX LeNet 109–127 ms vs reference 152–164 ms. Chosen while that matrix holds at most
   :data:`MAX_PATCH_ELEMENTS` elements.
 * ``"kernel_rows"`` — larger layers: one kernel row of windows at a time (kh matmuls): JAX large
   556–568 ms vs reference 892–1,140 ms; PyTorch with autograd on, peak RSS 1,310 MB vs 1,528 MB.
 * ``"torch"`` — eager PyTorch with autograd off (in the hand-written backward, or under
-  ``torch.no_grad`` as in ``predict``), one group: ``correlation_torch``'s reused patch buffer.
-  ``algorithm="im2col"`` and ``"auto"`` run it there. LeNet 106 ms vs reference 868 ms; large
-  layer peak RSS 1,266–1,271 MB vs reference 1,528 MB.
-* ``xla`` — TensorFlow graph mode (``model.fit`` on CPU: no XLA by default) compiles im2col's
-  forward and each gradient with XLA: LeNet's two layers, forward + backward, batch 256,
-  31 → 24 ms a step (measured before this note; not re-measured here).
+  ``torch.no_grad`` as in ``predict``), one group: ``correlation_torch``'s reused patch buffer;
+  ``"im2col"`` and ``"auto"`` run it there. LeNet 106 ms vs reference 868 ms; large layer peak RSS
+  1,266–1,271 MB vs reference 1,528 MB.
+* ``xla`` — TensorFlow graph mode (``model.fit`` on CPU: no XLA by default) compiles im2col's forward
+  and each gradient with XLA: LeNet's two layers, forward + backward, batch 256, 31 → 24 ms a step
+  (an earlier run).
 
-Deleted because they did not pay (same runs): ``"bands"`` (a loop over bands of output rows):
-JAX large peak RSS 1,164–1,176 MB vs kernel_rows 1,225–1,241 MB (4–6 %), TensorFlow 1,118–1,129
-vs 1,153–1,157 MB (3 %), times within the noise; saved configs naming it load as ``"auto"``.
+Deleted because it did not pay (same runs): ``"bands"`` (a loop over bands of output rows): JAX large
+peak RSS 1,164–1,176 MB vs kernel_rows 1,225–1,241 MB (4–6 %), TensorFlow 1,118–1,129 vs 1,153–1,157
+MB (3 %), times within the noise; saved configs naming it load as ``"auto"``.
 
 :func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
 """
@@ -40,6 +41,8 @@ REMOVED_ALGORITHMS = ("bands",)
 MAX_PATCH_ELEMENTS = 1 << 23
 # Keras's default batch size: how many examples to plan for when the batch is dynamic.
 ASSUMED_BATCH = 32
+# False: TensorFlow graphs run the im2col arrangement as plain graph ops (kcnn-bench's comparison).
+TF_GRAPH_XLA = True
 
 _recorders = []
 
@@ -62,17 +65,11 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
            tf_graph=False):
     """The :class:`Plan` for one call of the layer.
 
-    Args:
-        backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``.
-        training: True when the hand-written backward pass is wanted (a training call).
-        algorithm: one of :data:`ALGORITHMS`.
-        batch: static batch size, or None.
-        out_hw: (Ho, Wo) output size.
-        kernel_shape: (kh, kw, C/g, F).
-        groups: channel groups.
-        torch_autograd_off: on PyTorch, True when the forward runs eagerly with autograd off and
-            is not traced for export (always inside the hand-written backward's forward).
-        tf_graph: on TensorFlow, True while a graph is traced (``model.fit``'s train function).
+    ``algorithm`` is one of :data:`ALGORITHMS`; ``training``: the hand-written backward pass is wanted;
+    ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo); ``kernel_shape``: (kh, kw, C/g, F).
+    ``torch_autograd_off``: on PyTorch, the forward runs eagerly with autograd off and is not traced for
+    export (always inside the hand-written backward); ``tf_graph``: on TensorFlow, a graph is being
+    traced (``model.fit``'s train function).
     """
     if algorithm == "reference":
         return Plan("reference")
@@ -83,7 +80,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
         algorithm = "im2col" if fits or torch_ok else "kernel_rows"
     if algorithm == "im2col" and torch_ok:  # the same patch matrix, gathered in chunks
         algorithm = "torch"
-    xla = training and backend == "tensorflow" and tf_graph and algorithm == "im2col"
+    xla = TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph and algorithm == "im2col"
     return Plan(algorithm, hand_written_backward=training, xla=xla)
 
 

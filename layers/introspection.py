@@ -6,10 +6,6 @@ a model is classified the same way everywhere.
 import keras
 
 from kcnn.layers.cross_correlation import CrossCorrelation2D
-from kcnn.layers.pooling import AvgPool2D, MaxPool2D
-
-CONV_KINDS = ("builtin", "explicit", "mixed", "none")
-EXPLICIT_LAYERS = (CrossCorrelation2D, MaxPool2D, AvgPool2D)
 
 
 def iter_layers(model):

@@ -1,15 +1,16 @@
 """The one place kcnn reaches into Keras's private code (``keras.src``), for names Keras has no public form of.
 
-Every other module imports these from here, so a Keras release that moves one breaks this file
-only, with an ``ImportError`` naming the name and where it used to live (and
-``tests/layers/test_keras_compat.py`` fails naming it). ``pyproject.toml`` bounds ``keras < 4``.
+Every other module imports these from here, so a Keras release that moves one breaks this file only,
+with an ``ImportError`` naming the name and where it used to live (``tests/layers/test_keras_compat.py``
+fails naming it). ``pyproject.toml`` bounds ``keras < 4``.
 
 * :data:`AutocastScope` — reads variables in their stored dtype under a mixed-precision policy;
 * :func:`standardize_data_format`, :func:`standardize_tuple`, :func:`standardize_padding` —
   Keras's own argument checks, so kcnn's layers raise Conv2D's exact messages;
-* :func:`keras_home` — the folder Keras caches downloads in (``$KERAS_HOME`` at import time);
-* :func:`stored_kernel` — Conv2D's kernel variable itself (``_kernel``): with LoRA on, the
-  public ``kernel`` is the merged tensor, not the variable.
+* :func:`keras_home` — the folder Keras caches downloads in (``$KERAS_HOME`` as read at import, else
+  ``~/.keras``);
+* :func:`stored_kernel` — Conv2D's kernel variable itself (``_kernel``): with LoRA on, the public
+  ``kernel`` is the merged tensor, not the variable.
 """
 
 import importlib
@@ -44,11 +45,7 @@ AutocastScope = private("AutocastScope")
 standardize_data_format = private("standardize_data_format")
 standardize_tuple = private("standardize_tuple")
 standardize_padding = private("standardize_padding")
-
-
-def keras_home():
-    """Keras's home folder (``$KERAS_HOME`` as read at import, else ``~/.keras``); ImportError if moved."""
-    return private("keras_home")()
+keras_home = private("keras_home")
 
 
 def stored_kernel(layer):

@@ -1,19 +1,22 @@
 """Explicit 2-D max and average pooling layers.
 
-Both layers combine strided slices of the (padded) input with `keras.ops` element-wise
-operations (`where` for the maximum, `add` for the average); no backend pooling primitive is used.
-`padding` is either Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
-`AveragePooling2D`, where `"same"` average pooling divides by the number of real, unpadded
-elements in each window) or explicit zero padding as in `torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or
-`((top, bottom), (left, right))`; max pooling then pads with −inf (in practice the lowest finite
-value of the dtype) and average pooling counts the padded zeros (`count_include_pad=True`).
+Both layers combine strided slices of the (padded) input (`kcnn.layers.corr2d.offset_slice`, the
+convolution's) with `keras.ops` element-wise operations (`where` for the maximum, `add` for the
+average); no backend pooling primitive is used. `padding` is either Keras's `"valid"` / `"same"`
+(results equal to `keras.layers.MaxPooling2D` / `AveragePooling2D`, where `"same"` average pooling
+divides by the number of real, unpadded elements in each window) or explicit zero padding as in
+`torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or `((top, bottom), (left, right))`;
+max pooling then pads with −inf (in practice the lowest finite value of the dtype) and average
+pooling counts the padded zeros (`count_include_pad=True`).
 """
+import functools
+
 import keras
 import ml_dtypes
-import numpy as np
 from keras import ops
-from kcnn.layers import validation
-from kcnn.layers.keras_compat import standardize_data_format
+
+from kcnn.layers import keras_compat, validation
+from kcnn.layers.corr2d import offset_slice
 
 __all__ = ["MaxPool2D", "AvgPool2D"]
 
@@ -39,23 +42,13 @@ def standardize_pool_padding(padding, pool_size):
 
 def _reduce_axis(x, axis, pool, stride, combine):
     """Y[..., i, ...] = combine over a < pool of X[..., i·stride + a, ...] along `axis`."""
-    index = [slice(None)] * len(x.shape)
-    result = None
-    for a in range(pool):
-        # Negative stops give exactly the output length without knowing the input size.
-        index[axis] = slice(a, (a - pool + 1) or None, stride)
-        window = x[tuple(index)]
-        result = window if result is None else combine(result, window)
-    return result
+    return functools.reduce(combine, (offset_slice(x, (axis,), (a,), (pool,), (stride,)) for a in range(pool)))
 
 
 def _lowest(dtype):
-    """The most negative finite value of a float dtype: the padding of max pooling.
-
-    It acts as −inf (every window holds at least one real input, which is ≥ it), but stays finite
-    because ONNX converters such as tf2onnx lower `where(c, x, y)` to c·x + (1 − c)·y, and
-    0 · −inf is NaN.
-    """
+    """The most negative finite value of a float dtype: the padding of max pooling. It acts as −inf
+    (every window holds at least one real input, which is ≥ it), but stays finite because ONNX
+    converters such as tf2onnx lower `where(c, x, y)` to c·x + (1 − c)·y, and 0 · −inf is NaN."""
     return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
 
 
@@ -71,55 +64,41 @@ def _size(x, axis):
 class _Pool2D(keras.layers.Layer):
     """Shared argument handling, padding and window slicing of the explicit pooling layers."""
 
-    def __init__(
-        self,
-        pool_size=(2, 2),
-        strides=None,
-        padding="valid",
-        data_format=None,
-        name=None,
-        **kwargs,
-    ):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        self.pool_size = validation.standardize_tuple(pool_size, 2, "pool_size")
+        self.pool_size = keras_compat.standardize_tuple(pool_size, 2, "pool_size")
         strides = self.pool_size if strides is None else strides
-        self.strides = validation.standardize_tuple(strides, 2, "strides")
+        self.strides = keras_compat.standardize_tuple(strides, 2, "strides")
         self.padding = standardize_pool_padding(padding, self.pool_size)
-        self.data_format = standardize_data_format(data_format)
+        self.data_format = keras_compat.standardize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
-    @property
-    def _spatial_axes(self):
-        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+    def call(self, inputs):
+        """The pooled ``inputs`` (integers are cast to the compute dtype); channels_last inside."""
+        x = ops.convert_to_tensor(inputs)
+        if not keras.backend.is_float_dtype(x.dtype):
+            x = ops.cast(x, self.compute_dtype)
+        if self.data_format == "channels_first":
+            return ops.transpose(self._pool(ops.transpose(x, (0, 2, 3, 1))), (0, 3, 1, 2))
+        return self._pool(x)
 
-    def _pads(self, inputs):
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        if self.padding == "same":
-            return tuple(
-                validation.same_padding(_size(inputs, axis), k, s)
-                for axis, k, s in zip(self._spatial_axes, self.pool_size, self.strides)
-            )
-        return self.padding
+    def _pads(self, x):
+        sizes = [_size(x, axis) for axis in (1, 2)]
+        return validation.resolve_padding(self.padding, sizes, self.pool_size, self.strides)
 
-    def _pad(self, inputs, pads, value):
+    def _pad(self, x, pads, value):
         if all(isinstance(v, int) and v == 0 for pair in pads for v in pair):
-            return inputs
-        h_axis, w_axis = self._spatial_axes
-        widths = [(0, 0)] * 4
-        widths[h_axis], widths[w_axis] = pads
-        return ops.pad(inputs, widths, constant_values=value)
+            return x
+        return ops.pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
 
     def _reduce_windows(self, padded, combine):
-        """Combines each pool window of `padded` with the binary `combine` (max or +).
+        """Combines each pool window of channels_last `padded` with the binary `combine` (max or +).
 
         Both reductions are separable, so the width is reduced first and then the height: a
         pool_h × pool_w window costs pool_h + pool_w strided slices instead of pool_h · pool_w.
         """
-        h_axis, w_axis = self._spatial_axes
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
-        rows = _reduce_axis(padded, w_axis, k_w, s_w, combine)
-        return _reduce_axis(rows, h_axis, k_h, s_h, combine)
+        return _reduce_axis(_reduce_axis(padded, 2, k_w, s_w, combine), 1, k_h, s_h, combine)
 
     def _tiled_reduce(self, padded, reduce):
         """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool), or None.
@@ -130,24 +109,15 @@ class _Pool2D(keras.layers.Layer):
         reductions run 2× faster on TensorFlow-CPU than one over two axes of a 6-D view.
         Needs static spatial and channel sizes.
         """
-        if tuple(self.strides) != tuple(self.pool_size):
+        (h, w, c), (kh, kw) = padded.shape[1:], self.pool_size
+        if tuple(self.strides) != tuple(self.pool_size) or not all(isinstance(v, int) for v in (h, w, c)):
             return None
-        h_axis, w_axis = self._spatial_axes
-        last = self.data_format == "channels_last"
-        sizes = [padded.shape[axis] for axis in (h_axis, w_axis, 3 if last else 1)]
-        if any(not isinstance(v, int) for v in sizes):
-            return None
-        (h, w, c), (kh, kw) = sizes, self.pool_size
         ho, wo = h // kh, w // kw
         if (ho * kh, wo * kw) != (h, w):
-            padded = padded[:, : ho * kh, : wo * kw] if last else padded[:, :, : ho * kh, : wo * kw]
-        if last:  # (N, H, W, C): rows of windows, then columns
-            rows = reduce(ops.reshape(padded, (-1, kh, wo * kw * c)), axis=1)
-            out = reduce(ops.reshape(rows, (-1, kw, c)), axis=1)
-            return ops.reshape(out, (-1, ho, wo, c))
-        rows = reduce(ops.reshape(padded, (-1, kh, wo * kw)), axis=1)  # (N·C·Ho, Wo·kw)
-        out = reduce(ops.reshape(rows, (-1, kw)), axis=1)
-        return ops.reshape(out, (-1, c, ho, wo))
+            padded = padded[:, : ho * kh, : wo * kw]
+        rows = reduce(ops.reshape(padded, (-1, kh, wo * kw * c)), axis=1)  # (N·Ho, Wo·kw·C)
+        out = reduce(ops.reshape(rows, (-1, kw, c)), axis=1)
+        return ops.reshape(out, (-1, ho, wo, c))
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)  # raises early for a pool larger than the input
@@ -161,12 +131,10 @@ class _Pool2D(keras.layers.Layer):
                 f"or batch, channels, spatial, spatial). Received input_shape={input_shape}"
             )
         out = list(input_shape)
-        for i, axis in enumerate(self._spatial_axes):
+        for i, axis in enumerate((1, 2) if self.data_format == "channels_last" else (2, 3)):
             n, k, s = input_shape[axis], self.pool_size[i], self.strides[i]
-            if n is None:
-                continue
-            if self.padding == "same":
-                out[axis] = (n + s - 1) // s
+            if n is None or self.padding == "same":
+                out[axis] = n if n is None else (n + s - 1) // s
                 continue
             padded = n if self.padding == "valid" else n + sum(self.padding[i])
             if padded < k:
@@ -176,26 +144,14 @@ class _Pool2D(keras.layers.Layer):
                     f"'{self.name}': spatial axis {axis} has size {n}{after}. "
                     f"Received input_shape={input_shape}, padding={self.padding!r}."
                 )
-            out[axis] = (padded - k) // s + 1
+            out[axis] = validation.output_length(padded, k, s)
         return tuple(out)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "pool_size": self.pool_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "data_format": self.data_format,
-            }
-        )
+        config.update(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
+                      data_format=self.data_format)
         return config
-
-    def _cast_input(self, inputs):
-        inputs = ops.convert_to_tensor(inputs)
-        if not keras.backend.is_float_dtype(inputs.dtype):
-            inputs = ops.cast(inputs, self.compute_dtype)
-        return inputs
 
 
 _ARGS_DOC = """
@@ -224,12 +180,10 @@ class MaxPool2D(_Pool2D):
     effect), so they never win.
     """
 
-    def call(self, inputs):
-        """Max over each window of the (padded) ``inputs``."""
-        inputs = self._cast_input(inputs)
-        padded = self._pad(inputs, self._pads(inputs), _lowest(inputs.dtype))
+    def _pool(self, x):
+        padded = self._pad(x, self._pads(x), _lowest(x.dtype))
         # Strict ">" keeps the earlier maximum on ties; `where` routes the gradient to one branch.
-        return self._reduce_windows(padded, lambda best, x: ops.where(x > best, x, best))
+        return self._reduce_windows(padded, lambda best, window: ops.where(window > best, window, best))
 
 
 @keras.saving.register_keras_serializable(package="kcnn")
@@ -242,35 +196,17 @@ class AvgPool2D(_Pool2D):
     in float32 and the result is cast back.
     """
 
-    def call(self, inputs):
-        """Average over each window of the (padded) ``inputs``."""
-        inputs = self._cast_input(inputs)
-        out_dtype = inputs.dtype
+    def _pool(self, x):
+        out_dtype = x.dtype
         if keras.backend.standardize_dtype(out_dtype) in ("float16", "bfloat16"):
-            inputs = ops.cast(inputs, "float32")
-        pads = self._pads(inputs)
-        total = self._window_sum(self._pad(inputs, pads, 0.0))
-        if self.padding == "same":
-            total = ops.divide(total, self._real_counts(inputs, pads))
+            x = ops.cast(x, "float32")
+        pads = self._pads(x)
+        total = self._window_sum(self._pad(x, pads, 0.0))
+        if self.padding == "same":  # divided by the real inputs per window: the window sums of ones
+            total = ops.divide(total, self._window_sum(self._pad(ops.ones_like(x[:1, :, :, :1]), pads, 0.0)))
         else:
             total = total / float(self.pool_size[0] * self.pool_size[1])
         return ops.cast(total, out_dtype)
-
-    def _real_counts(self, inputs, pads):
-        """Number of unpadded inputs in each "same" window, shaped to broadcast over the output."""
-        sizes = [_size(inputs, axis) for axis in self._spatial_axes]
-        if not all(isinstance(n, int) for n in sizes):
-            # Spatial size known only at run time: pool a map of ones (one image, one channel).
-            first = inputs[:1, :, :, :1] if self.data_format == "channels_last" else inputs[:1, :1]
-            return self._window_sum(self._pad(ops.ones_like(first), pads, 0.0))
-        per_axis = []
-        for n, k, s, (before, _) in zip(sizes, self.pool_size, self.strides, pads):
-            starts = np.arange((n + s - 1) // s) * s - before
-            per_axis.append(np.minimum(starts + k, n) - np.maximum(starts, 0))
-        counts = np.outer(*per_axis).astype("float32")
-        if self.data_format == "channels_last":
-            return counts[None, :, :, None]
-        return counts[None, None]
 
     def _window_sum(self, padded):
         tiled = self._tiled_reduce(padded, ops.sum)

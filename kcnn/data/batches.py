@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from kcnn.data.pipeline import make_dataset
-from kcnn.layers.validation import check_positive
+from kcnn.export.checks import check_positive
 
 MAX_IN_MEMORY_BYTES = 1 << 30  # preprocessed float32 images (train + test) kept in memory at most
 

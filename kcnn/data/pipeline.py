@@ -78,7 +78,7 @@ def make_dataset(x, y, *, batch_size, image_size=None, channels=None, shuffle=Fa
     """
     import tensorflow as tf
 
-    from kcnn.layers.validation import check_positive  # Keras is loaded by now (tf.data above)
+    from kcnn.export.checks import check_positive
 
     batch_size = check_positive("batch_size", batch_size, integer=True)
     size = _check_image_size(image_size)

@@ -103,7 +103,7 @@ def folder_dataset(data, split="train", *, batch_size, image_size, channels=None
     import tensorflow as tf
 
     from kcnn.data.pipeline import _check_image_size
-    from kcnn.layers.validation import check_positive
+    from kcnn.export.checks import check_positive
 
     files, labels = _check_split(data, split)
     batch_size = check_positive("batch_size", batch_size, integer=True)

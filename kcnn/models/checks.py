@@ -1,11 +1,11 @@
 """Argument checks of the model builders (Keras-style messages naming the argument and value).
 
 The primitives (:func:`is_int`, :func:`is_real`, :func:`check_positive`) are
-``kcnn.layers.validation``'s, shared with the layers, recipes and data pipelines.
+``kcnn.export.checks``', shared with the exporter, recipes and data pipelines.
 """
 from __future__ import annotations
 
-from kcnn.layers.validation import check_positive, is_int, is_real
+from kcnn.export.checks import check_positive, is_int, is_real
 
 __all__ = ["CONVS", "check_arch", "check_conv", "check_dropout", "check_input_shape",
            "check_num_classes", "check_positive"]

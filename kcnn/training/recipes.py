@@ -30,6 +30,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from kcnn.export.checks import check_positive, is_real
 
 __all__ = ["Recipe", "RECIPES", "OPTIMIZERS", "available", "families", "family_of", "get",
            "make_optimizer"]
@@ -160,9 +161,6 @@ def get(recipe: str = "modern", model: str = "lenet", **overrides) -> Recipe:
 
 
 def _validated(r: Recipe) -> Recipe:
-    # Imported here: the module stays importable before a backend is chosen (run set-up).
-    from kcnn.layers.validation import check_positive, is_real
-
     if r.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; "
                          f"received optimizer={r.optimizer!r}")
@@ -194,8 +192,6 @@ def make_optimizer(recipe: Recipe, steps_per_epoch: int | None = None):
     ``recipe.epochs * steps_per_epoch`` steps (``steps_per_epoch`` is then required).
     """
     import keras
-
-    from kcnn.layers.validation import check_positive
 
     lr = recipe.lr
     if recipe.schedule == "cosine":

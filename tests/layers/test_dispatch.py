@@ -96,9 +96,13 @@ def test_algorithm_round_trips_and_old_configs_load(tmp_path):
     assert CrossCorrelation2D.from_config(config).algorithm == "auto"
 
 
-def test_tensorflow_graphs_compile_the_layer_with_xla():
+def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
     plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
     assert plan.xla and plan.path == "im2col"
+    monkeypatch.setattr(dispatch, "TF_GRAPH_XLA", False)  # kcnn-bench's comparison: plain graph ops
+    plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
+    assert not plan.xla and plan.path == "im2col"
+    monkeypatch.undo()
     assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, **LENET_C1).xla
     assert not dispatch.choose(backend="jax", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1).xla
     rows = dispatch.choose(backend="tensorflow", training=True, algorithm="kernel_rows", batch=32, tf_graph=True,
