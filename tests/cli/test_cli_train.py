@@ -233,6 +233,36 @@ def test_end_to_end_per_dataset_kind(kind, tmp_path, rng):
         assert report["num_train"] == 12 and report["num_test"] == 4
 
 
+def _photo_folder(root, per_class=60, seed=0):
+    """Crops of scikit-learn's two sample photos (china, flower) as a class-per-folder tree:
+    every crop a different size and aspect, saved as JPEG, PNG, BMP or GIF, every fifth gray."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    for name, photo in zip(("china", "flower"), load_sample_images().images):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = rng.integers(60, 200, 2)
+            top, left = rng.integers(0, photo.shape[0] - h), rng.integers(0, photo.shape[1] - w)
+            image = Image.fromarray(photo[top:top + h, left:left + w])
+            image = image.convert("L") if i % 5 == 1 else image
+            image.save(root / name / f"{i}.{('jpg', 'png', 'bmp', 'gif')[i % 4]}")
+    return root
+
+
+@pytest.mark.slow
+def test_lenet_learns_a_folder_of_varied_photos(tmp_path):
+    folder = _photo_folder(tmp_path / "photos")
+    proc = run(["--dataset", f"folder:{folder}", "--epochs", "10", "--batch-size", "16",
+                "--no-export", "--quiet", "--out", "run"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["num_train"] + report["num_test"] == 120 and report["data"]["skipped"] == 0
+    assert report["data"]["resize"] == "crop"
+    assert report["test_accuracy"] >= 0.8, report["test_accuracy"]
+
+
 def test_explicit_conv_with_the_d2l_recipe(tmp_path):
     proc = run(["--dataset", "synthetic:120:16x16", "--conv", "explicit", "--recipe", "d2l",
                 "--out", "run", *TINY], cwd=tmp_path)
