@@ -50,16 +50,9 @@ from kcnn.export.serving.health import InferenceHealth
 from kcnn.export.serving.kserve_v2 import kserve_v2_routes
 from kcnn.export.serving.metrics import Metrics, MetricsMiddleware, metrics_routes
 from kcnn.export.serving.model import ServedModel
-from kcnn.export.serving.requests import RequestError
+from kcnn.export.serving.requests import INLINE_DECODE_BYTES, INLINE_DECODE_PIXELS, RequestError
 from kcnn.export.serving.settings import ServerSettings
 from kcnn.export.serving.tfserving import tfserving_routes
-
-#: Bodies up to this size are decoded on the event loop (well under a millisecond for small
-#: images); larger ones in a worker thread, so decoding never blocks the loop for long.
-INLINE_DECODE_BYTES = 32 * 1024
-#: Image bodies (within INLINE_DECODE_BYTES) of at most this many pixels, read from the header,
-#: are decoded on the event loop too (a 128x128 PNG: well under a millisecond).
-INLINE_DECODE_PIXELS = 128 * 128
 
 
 #: The former name of :class:`~kcnn.export.serving.settings.ServerSettings` (kept as an alias).
@@ -154,10 +147,8 @@ class ServingContext:
         decoded on the event loop, or None for a larger one (for a worker thread). An image's
         cost is set by its declared size, not its byte count (a 2 KB PNG can declare 16 Mpx):
         the size is read from the header before anything is decoded."""
-        budget = self.limits.pixel_budget()
-        inline = req.PixelBudget(min(INLINE_DECODE_PIXELS, budget.per_image), budget.total)
         try:
-            return self.model.preprocess(inline.decode(body))
+            return self.model.preprocess(self.limits.pixel_budget().inline().decode(body))
         except RequestError as exc:
             if exc.status == 413:  # over the inline size: decoded (and judged) in a thread
                 return None

@@ -245,6 +245,14 @@ def decode_image(body: bytes, max_pixels: int | None = None) -> np.ndarray:
         raise RequestError(400, _NOT_AN_IMAGE) from None
 
 
+#: Bodies up to this size are decoded on the event loop (well under a millisecond for small
+#: images); larger ones in a worker thread, so decoding never blocks the loop for long.
+INLINE_DECODE_BYTES = 32 * 1024
+#: Images (within INLINE_DECODE_BYTES) of at most this many pixels, read from the header, are
+#: decoded on the event loop (a 128x128 PNG: well under a millisecond); larger ones in a thread.
+INLINE_DECODE_PIXELS = 128 * 128
+
+
 class PixelBudget:
     """The decoded pixels one request may still use: each image at most ``per_image``, all of
     them together at most ``total``. Each image's size is checked from its header before its
@@ -257,6 +265,11 @@ class PixelBudget:
     def __init__(self, per_image: int = MAX_IMAGE_PIXELS, total: int = DEFAULT_MAX_REQUEST_PIXELS):
         """``per_image``: largest ``width * height``; ``total``: the sum over the request."""
         self.per_image, self.total, self.left = per_image, total, total
+
+    def inline(self) -> "PixelBudget":
+        """This budget with each image capped at :data:`INLINE_DECODE_PIXELS`: for decoding on
+        the event loop, where a 413 means "decode it in a worker thread" (with this budget)."""
+        return PixelBudget(min(INLINE_DECODE_PIXELS, self.per_image), self.total)
 
     def decode(self, body: bytes) -> np.ndarray:
         """:func:`decode_image` within what is left of the budget; charges the image's pixels."""

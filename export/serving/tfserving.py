@@ -102,18 +102,29 @@ def tfserving_routes(ctx) -> list:
 
     model, version = ctx.model, ctx.model.version
 
-    def parse(body):
-        return parse_predict_body(body, model, ctx.limits.max_instances, ctx.limits.pixel_budget())
+    def parse(body, budget=None):
+        return parse_predict_body(body, model, ctx.limits.max_instances,
+                                  budget or ctx.limits.pixel_budget())
+
+    def parse_inline(body):
+        """Small images decoded on the loop, or None: a 413 under the inline cap (an image
+        declaring more pixels than a small one) goes to a worker thread with the real budget."""
+        try:
+            return parse(body, ctx.limits.pixel_budget().inline())
+        except RequestError as exc:
+            if exc.status == 413:
+                return None
+            raise
 
     async def predict(request):
         _check_model(model, request.path_params["name"], request.path_params.get("version"),
                      version)
         with ctx.batcher.expecting():
             body = await ctx.read_body(request)
-            if len(body) <= 32 * 1024:  # cheaper than a trip to a worker thread
-                batch, answer = parse(body)
-            else:
-                batch, answer = await run_in_threadpool(parse, body)
+            parsed = parse_inline(body) if len(body) <= req.INLINE_DECODE_BYTES else None
+            if parsed is None:
+                parsed = await run_in_threadpool(parse, body)
+            batch, answer = parsed
         logits = await ctx.infer(batch)
         return JSONResponse({answer: np.asarray(logits, dtype=np.float32).tolist()})
 

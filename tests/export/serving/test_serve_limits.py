@@ -146,6 +146,14 @@ def test_small_images_decode_on_the_loop_and_large_ones_in_a_thread(onnx_path, m
                             headers={"content-type": "image/png"})
         assert large.status_code == 200 and threaded == ["_prepare"]
         assert client.post("/v1/predict", content=b"not an image").status_code == 400
+        # TF Serving's b64 instances follow the same rule: the declared size, not the bytes
+        tf_route = f"/v1/models/{NAME}:predict"
+        b64 = [{"b64": base64.b64encode(data).decode()} for data in (_png(), flat.getvalue())]
+        threaded.clear()
+        assert client.post(tf_route, json={"instances": b64[:1]}).status_code == 200
+        assert threaded == []
+        assert client.post(tf_route, json={"instances": b64[1:]}).status_code == 200
+        assert threaded == ["parse"]
     with TestClient(create_app(predictor, max_image_pixels=500)) as client:  # 784 px: too many
         over = client.post("/v1/predict", content=_png(), headers={"content-type": "image/png"})
         assert over.status_code == 413 and "exceeds the limit of 500 pixels" in over.json()["error"]
