@@ -19,11 +19,15 @@ slices-plus-matmul layer can cost there.
 Memory: one fresh child per (backend, jit, model, variant) records ``ru_maxrss`` after building
 the model and its input (baseline), after forward passes and after training steps. The ratio is
 taken on the peak RSS (what the design notes report) and on the growth above the baseline.
+
+Arrangements (:mod:`kcnn.bench.arrangements`): each arrangement ``kcnn.layers.dispatch`` keeps
+against the simpler alternative, on the backend where it runs: the figure that earns its place.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from kcnn.bench import arrangements
 from kcnn.bench import common as bench
 
 TIME_TARGET = {"tensorflow-jit": 1.10, "jax-jit": 1.10, "torch-eager": 1.5}
@@ -212,11 +216,13 @@ def run(ctx) -> dict:
         floor_rows.append({"config": label, **row, "target": target, "floor_within_target": row["ratio"] <= target})
     ctx.say("[conv] peak memory, one process per variant")
     memory_rows, memory_errors = _memory_rows(ctx)
+    arrangement_rows, arrangement_errors = arrangements.rows(ctx)
     return {
         "time": time_rows,
         "floor": floor_rows,
         "memory": memory_rows,
-        "errors": errors + memory_errors,
+        "arrangements": arrangement_rows,
+        "errors": errors + memory_errors + arrangement_errors,
         "tables": [
             {"rows": "time", "title": "time per call, explicit CrossCorrelation2D / Conv2D",
              "columns": ["config", "model", "mode", "batch", "builtin_ms", "explicit_ms",
@@ -229,5 +235,6 @@ def run(ctx) -> dict:
              "columns": ["config", "model", "mode", "builtin_peak_mib", "explicit_peak_mib",
                          "ratio", "builtin_growth_mib", "explicit_growth_mib", "growth_ratio",
                          "target", "meets_target"]},
+            arrangements.TABLE,
         ],
     }

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from kcnn import bench
+from kcnn.bench import arrangements
 from kcnn.cli import bench as cli
 
 # ----------------------------------------------------------------------------------- helpers
@@ -132,6 +133,14 @@ def _check_conv(section):
     for row in section["memory"]:
         assert row["builtin_peak_mib"] > 50 and row["explicit_peak_mib"] > 50
         assert row["ratio"] == pytest.approx(row["explicit_peak_mib"] / row["builtin_peak_mib"])
+    backend = bench.current_backend()  # each arrangement kept on this backend: kept / reference
+    expected = [(c[0], c[2], c[3]) for c in arrangements.CLAIMS if c[1] == backend]
+    assert [(r["arrangement"], r["model"], r["metric"]) for r in section["arrangements"]] == expected
+    for row in section["arrangements"]:
+        assert _finite(row["kept"]) and row["kept"] > 0 and _finite(row["reference"]) and row["reference"] > 0
+        assert row["ratio"] == pytest.approx(row["kept"] / row["reference"])
+        assert row["pays"] == (row["ratio"] <= arrangements.PAYS)
+        assert row["metric"] == "time_ms" or row["kept"] > 50  # peak RSS of a whole process
 
 
 def _check_user(section):
