@@ -21,7 +21,7 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   1,266–1,271 MB vs reference 1,528 MB.
 * ``xla`` — TensorFlow graph mode (``model.fit`` on CPU: no XLA by default) compiles im2col's forward
   and each gradient with XLA: LeNet's two layers, forward + backward, batch 256, 31 → 24 ms a step
-  (an earlier run).
+  (an earlier run); not confirmed by kcnn-bench on 2026-12-04 (LeNet step 52.5 vs 49.6 ms: 1.06).
 
 Deleted because it did not pay (same runs): ``"bands"`` (a loop over bands of output rows): JAX large
 peak RSS 1,164–1,176 MB vs kernel_rows 1,225–1,241 MB (4–6 %), TensorFlow 1,118–1,129 vs 1,153–1,157
