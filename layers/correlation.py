@@ -7,8 +7,9 @@
 side by side make the patch matrix, whose product with the reshaped kernel is ``Y``.
 ``kcnn.layers.dispatch`` picks how the windows are gathered (``plan.path``): ``"reference"``
 (``kcnn.layers.corr2d.cross_correlate``, autodiff), ``"im2col"`` (every window of every example in
-one patch matrix, one matmul), ``"kernel_rows"`` (one kernel row of windows per matmul) or
-``"torch"`` (eager PyTorch with autograd off, ``correlation_torch``).
+one patch matrix, one matmul), ``"kernel_rows"`` (one kernel row of windows per matmul),
+``"bands"`` (a loop over bands of output rows, ``correlation_bands``) or ``"torch"`` (eager PyTorch
+with autograd off, ``correlation_torch``).
 
 For training, every path but the reference runs inside ``keras.ops.custom_gradient`` with a
 hand-written backward pass, so autodiff never keeps ``kh·kw`` input-sized slices alive:
@@ -115,6 +116,12 @@ def _forward(plan, xp, kernel, strides, dilation, groups):
         from kcnn.layers import correlation_torch
 
         return correlation_torch.correlate(xp, kernel, strides, dilation)
+    if plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        out_hw = tuple(validation.output_length(n, k, s, d)
+                       for n, k, s, d in zip(ops.shape(xp)[1:3], kernel.shape[:2], strides, dilation))
+        return correlation_bands.correlate(xp, kernel, strides, dilation, groups, out_hw, plan.band_rows), None
     chunks = _row_chunks(plan.path, kernel.shape[0])
     out = None
     for a0, a1 in chunks:
@@ -125,8 +132,8 @@ def _forward(plan, xp, kernel, strides, dilation, groups):
 
 
 def _row_chunks(path, kh):
-    """Kernel rows gathered per matmul: all at once (im2col) or one at a time (kernel_rows)."""
-    return [(0, kh)] if path == "im2col" else [(a, a + 1) for a in range(kh)]
+    """Kernel rows gathered per matmul: one at a time (kernel_rows) or all at once."""
+    return [(a, a + 1) for a in range(kh)] if path == "kernel_rows" else [(0, kh)]
 
 
 def windows(xp, kernel_hw, strides, dilation, kernel_rows=None):
@@ -164,6 +171,10 @@ def _kernel_gradient(plan, xp, dy, kernel_shape, strides, dilation, groups, patc
         from kcnn.layers import correlation_torch
 
         return correlation_torch.kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches)
+    if plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        return correlation_bands.kernel_gradient(xp, dy, kernel_shape, strides, dilation, groups, plan.band_rows)
     if patches is not None:
         return patches_times_gradient(patches, dy, kernel_shape, groups)
     kh, kw, cg, filters = kernel_shape
@@ -182,8 +193,12 @@ def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
 
         return correlation_torch.input_gradient(dy, kernel, padded_hw, strides, dilation)
     (sh, sw), (hp, wp) = strides, padded_hw
+    if (sh, sw) == (1, 1) and plan.path == "bands":
+        from kcnn.layers import correlation_bands
+
+        return correlation_bands.input_gradient(dy, kernel, padded_hw, dilation, groups, plan.band_rows)
     if (sh, sw) == (1, 1):
-        return _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
+        return scatter_input_gradient(dy, kernel, padded_hw, dilation, groups)
     # Strides > 1 (dilation is then 1): rows r, r + s, … of dXp (phase r) only receive kernel rows
     # r, r + s, …, a stride-1 scatter on the phase's grid; the phases are interleaved back.
     kh, kw, cg, _ = kernel.shape
@@ -192,7 +207,7 @@ def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
     phase_rows = []
     for rh in range(sh):
         phases = [
-            _scatter_input_gradient(dy, kernel[rh::sh, rw::sw], (qh, qw), (1, 1), groups)
+            scatter_input_gradient(dy, kernel[rh::sh, rw::sw], (qh, qw), (1, 1), groups)
             if rh < kh and rw < kw else ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype)
             for rw in range(sw)
         ]
@@ -201,7 +216,7 @@ def _input_gradient(plan, dy, kernel, padded_hw, strides, dilation, groups):
     return interleaved[:, :hp, :wp, :]
 
 
-def _scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
+def scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     """dXp for stride 1: dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f].
 
     One matmul gives every window's gradient; each offset's block is zero-padded into place and

@@ -32,12 +32,10 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default: picked
             per call from the shapes and the backend), ``"reference"`` (the formula as written,
             ``kcnn.layers.corr2d.cross_correlate``, differentiated automatically), ``"im2col"`` or
-            ``"kernel_rows"``; ``"bands"`` (deleted) is read as ``"auto"``. All compute the same numbers.
+            ``"kernel_rows"`` or ``"bands"``. All compute the same numbers.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", algorithm="auto", **kwargs):
-        if algorithm in dispatch.REMOVED_ALGORITHMS:  # saved before that arrangement was deleted
-            algorithm = "auto"
         self.algorithm = validation.standardize_choice(algorithm, "algorithm", dispatch.ALGORITHMS)
         explicit = validation.standardize_explicit_padding(padding)
         super().__init__(filters, kernel_size, strides=strides, padding="valid" if explicit else padding, **kwargs)

@@ -23,9 +23,13 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   and each gradient with XLA: LeNet's two layers, forward + backward, batch 256, 31 → 24 ms a step
   (an earlier run); not confirmed by kcnn-bench on 2026-12-04 (LeNet step 52.5 vs 49.6 ms: 1.06).
 
-Deleted because it did not pay (same runs): ``"bands"`` (a loop over bands of output rows): JAX large
-peak RSS 1,164–1,176 MB vs kernel_rows 1,225–1,241 MB (4–6 %), TensorFlow 1,118–1,129 vs 1,153–1,157
-MB (3 %), times within the noise; saved configs naming it load as ``"auto"``.
+* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
+  bands of output rows (``correlation_bands``), each band's patch matrix within
+  :data:`MAX_PATCH_ELEMENTS`, so memory stays flat in the image size. At the 56² batch-16 layer it
+  saved only 3–6 % peak RSS over ``kernel_rows``, and was deleted for that; at a VGG block's 112²,
+  batch 32, the explicit layer's ``fit`` peaked at 1,989 MiB with it and 3,368 MiB without
+  (TensorFlow, built-in Conv2D 1,889 MiB), so it is back. ``kcnn-bench --section conv`` measures
+  it against ``kernel_rows`` on that block.
 
 :func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
 """
@@ -33,9 +37,7 @@ MB (3 %), times within the noise; saved configs naming it load as ``"auto"``.
 import contextlib
 from typing import NamedTuple
 
-ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows")
-# Names a saved config may still hold, from arrangements since deleted: they load as "auto".
-REMOVED_ALGORITHMS = ("bands",)
+ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands")
 
 # The most elements one patch matrix (im2col buffer) may hold before the work is split.
 MAX_PATCH_ELEMENTS = 1 << 23
@@ -53,6 +55,7 @@ class Plan(NamedTuple):
     path: str
     hand_written_backward: bool = False
     xla: bool = False
+    band_rows: int | None = None  # output rows per band ("bands" only)
 
 
 def patch_elements(batch, out_hw, kernel_hw, channels):
@@ -77,11 +80,21 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     torch_ok = backend == "torch" and groups == 1 and torch_autograd_off
     if algorithm == "auto":
         fits = patch_elements(batch, out_hw, (kh, kw), cg * groups) <= MAX_PATCH_ELEMENTS
-        algorithm = "im2col" if fits or torch_ok else "kernel_rows"
+        loop_ok = backend != "torch" and (training or isinstance(batch, int))
+        algorithm = "im2col" if fits or torch_ok else ("bands" if loop_ok else "kernel_rows")
     if algorithm == "im2col" and torch_ok:  # the same patch matrix, gathered in chunks
         algorithm = "torch"
-    xla = TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph and algorithm == "im2col"
-    return Plan(algorithm, hand_written_backward=training, xla=xla)
+    rows = band_rows(batch, out_hw, (kh, kw), cg * groups) if algorithm == "bands" else None
+    xla = (TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph
+           and algorithm in ("im2col", "bands"))
+    return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows)
+
+
+def band_rows(batch, out_hw, kernel_hw, channels):
+    """Output rows per band: the largest divisor of Ho whose patches fit the budget (≥ 1)."""
+    per_row = patch_elements(batch, (1, out_hw[1]), kernel_hw, channels)
+    fitting = [r for r in range(1, out_hw[0]) if out_hw[0] % r == 0 and r * per_row <= MAX_PATCH_ELEMENTS]
+    return max(fitting, default=1)
 
 
 def note(plan):

@@ -2,10 +2,12 @@
 
 Each kept arrangement must beat the simpler alternative by at least 10 % in time or peak memory on
 the backend where it runs (:data:`CLAIMS`): the same model trained with ``CrossCorrelation2D(...,
-algorithm=kept)`` against ``algorithm="reference"`` (the formula with autodiff), or, for ``xla``,
-the layer in a TensorFlow graph with ``dispatch.TF_GRAPH_XLA`` off (plain graph ops). Models, at
-Keras's defaults (``compile`` without ``jit_compile``): ``lenet`` — d2l's LeNet, explicit conv and
-pooling, batch 256; ``large`` — one 3×3 64→64 layer on 56×56 inputs, batch 16 (``tiny``: smaller).
+algorithm=kept)`` against ``algorithm="reference"`` (the formula with autodiff); for ``xla``, the
+layer in a TensorFlow graph with ``dispatch.TF_GRAPH_XLA`` off (plain graph ops); for ``bands``,
+``kernel_rows`` (the other large-layer form). Models, at Keras's defaults (``compile`` without
+``jit_compile``): ``lenet`` — d2l's LeNet, explicit conv and pooling, batch 256; ``large`` — one 3×3
+64→64 layer on 56×56 inputs, batch 16; ``vgg_block`` — the same on 112×112, batch 32 (``tiny``:
+smaller).
 
 Time: one child per claim builds both variants with the same weights and times ``train_on_batch``
 alternately, median of the repetitions. Peak memory: one fresh child per variant records
@@ -27,10 +29,13 @@ CLAIMS = (
     ("torch", "torch", "lenet", "time_ms", "auto", "reference"),
     ("torch", "torch", "large", "peak_rss_mib", "auto", "reference"),
     ("xla", "tensorflow", "lenet", "time_ms", "auto", "auto/no-xla"),
+    ("bands", "tensorflow", "vgg_block", "peak_rss_mib", "bands", "kernel_rows"),
+    ("bands", "jax", "vgg_block", "peak_rss_mib", "bands", "kernel_rows"),
 )
 SHAPES = {  # model -> size -> (batch, (H, W, C))
     "lenet": {"full": (256, (28, 28, 1)), "tiny": (16, (28, 28, 1))},
     "large": {"full": (16, (56, 56, 64)), "tiny": (4, (16, 16, 8))},
+    "vgg_block": {"full": (32, (112, 112, 64)), "tiny": (4, (16, 16, 8))},
 }
 
 

@@ -14,7 +14,7 @@ from keras import ops
 from kcnn.layers import CrossCorrelation2D
 
 BACKEND = keras.backend.backend()
-ALGORITHMS = ["auto", "reference", "im2col", "kernel_rows"]
+ALGORITHMS = ["auto", "reference", "im2col", "kernel_rows", "bands"]
 # Most tests share one layer shape (4 filters, 3×3 kernel, 3 channels) and structure-only tests
 # use zeros: eager JAX compiles each random initializer once per shape.
 ZEROS = dict(kernel_initializer="zeros")

@@ -85,7 +85,7 @@ LARGE_LAYER_CASES = [  # (kernel_size, strides, dilation_rate, padding, groups)
 ]
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "auto"])
+@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "auto"])
 @pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
 def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides, dilation, padding, groups, rng,
                                                 gradients, call, monkeypatch):

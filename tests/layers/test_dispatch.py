@@ -14,27 +14,28 @@ VGG_BLOCK = dict(out_hw=(112, 112), kernel_shape=(3, 3, 64, 64), groups=1)
 
 
 @pytest.mark.parametrize(
-    "backend,training,batch,layer,autograd_off,path",
+    "backend,training,batch,layer,autograd_off,path,rows",
     [
-        ("tensorflow", True, 256, LENET_C1, False, "im2col"),
-        ("jax", False, None, LENET_C1, False, "im2col"),
-        ("torch", True, 256, LENET_C1, True, "torch"),
-        ("torch", False, 256, LENET_C1, False, "im2col"),  # autograd on: plain keras.ops
-        ("tensorflow", True, None, VGG_BLOCK, False, "kernel_rows"),  # dynamic batch planned as 32
-        ("jax", True, 32, VGG_BLOCK, False, "kernel_rows"),
-        ("tensorflow", False, None, VGG_BLOCK, False, "kernel_rows"),
-        ("torch", True, 32, VGG_BLOCK, True, "torch"),
-        ("torch", False, 32, VGG_BLOCK, False, "kernel_rows"),
-        ("torch", True, 32, dict(VGG_BLOCK, kernel_shape=(3, 3, 32, 64), groups=2), True, "kernel_rows"),
+        ("tensorflow", True, 256, LENET_C1, False, "im2col", None),
+        ("jax", False, None, LENET_C1, False, "im2col", None),
+        ("torch", True, 256, LENET_C1, True, "torch", None),
+        ("torch", False, 256, LENET_C1, False, "im2col", None),  # autograd on: plain keras.ops
+        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 4),  # dynamic batch planned as 32
+        ("jax", True, 32, VGG_BLOCK, False, "bands", 4),
+        ("jax", False, 32, VGG_BLOCK, False, "bands", 4),
+        ("tensorflow", False, None, VGG_BLOCK, False, "kernel_rows", None),  # export: symbolic batch
+        ("torch", True, 32, VGG_BLOCK, True, "torch", None),
+        ("torch", False, 32, VGG_BLOCK, False, "kernel_rows", None),
+        ("torch", True, 32, dict(VGG_BLOCK, kernel_shape=(3, 3, 32, 64), groups=2), True, "kernel_rows", None),
     ],
 )
-def test_auto_plans(backend, training, batch, layer, autograd_off, path):
+def test_auto_plans(backend, training, batch, layer, autograd_off, path, rows):
     plan = dispatch.choose(backend=backend, training=training, algorithm="auto", batch=batch,
                            torch_autograd_off=autograd_off, **layer)
-    assert (plan.path, plan.hand_written_backward) == (path, training)
+    assert (plan.path, plan.band_rows, plan.hand_written_backward) == (path, rows, training)
 
 
-@pytest.mark.parametrize("algorithm", ["reference", "im2col", "kernel_rows"])
+@pytest.mark.parametrize("algorithm", ["reference", "im2col", "kernel_rows", "bands"])
 def test_forced_algorithm_is_obeyed(algorithm):
     plan = dispatch.choose(backend="jax", training=True, algorithm=algorithm, batch=2, **LENET_C1)
     assert plan.path == algorithm
@@ -45,6 +46,13 @@ def test_im2col_runs_as_the_torch_module_where_it_applies():
     plan = dispatch.choose(backend="torch", training=True, algorithm="im2col", batch=2, torch_autograd_off=True,
                            **LENET_C1)
     assert plan.path == "torch"
+
+
+def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
+    assert dispatch.band_rows(None, (112, 112), (3, 3), 64) == 4  # dynamic batch planned as 32
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 10)
+    assert dispatch.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
 
 
 def _fit_paths(layer, x):
@@ -71,7 +79,7 @@ def test_the_planned_path_runs_in_fit_and_predict(rng):
 def test_large_layer_runs_its_large_path_in_fit(rng, monkeypatch):
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 500)
     fit, _ = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((4, 8, 8, 2), "float32"))
-    assert fit == {"torch" if BACKEND == "torch" else "kernel_rows"}
+    assert fit == {"torch" if BACKEND == "torch" else "bands"}
 
 
 def test_reference_algorithm_runs_the_reference(rng):
@@ -81,7 +89,7 @@ def test_reference_algorithm_runs_the_reference(rng):
 
 @pytest.mark.parametrize("bad", ["fast", "winograd!", None, 3, "AUTO"])
 def test_bad_algorithm_names_the_argument_and_choices(bad):
-    with pytest.raises(ValueError, match=r"`algorithm`.*'auto', 'reference', 'im2col', 'kernel_rows'"):
+    with pytest.raises(ValueError, match=r"`algorithm`.*'auto', 'reference', 'im2col', 'kernel_rows', 'bands'"):
         CrossCorrelation2D(2, 3, algorithm=bad)
 
 
@@ -90,8 +98,6 @@ def test_algorithm_round_trips_and_old_configs_load(tmp_path):
     config = layer.get_config()
     assert config["algorithm"] == "kernel_rows"
     assert CrossCorrelation2D.from_config(json.loads(json.dumps(config))).algorithm == "kernel_rows"
-    config["algorithm"] = "bands"  # an arrangement since deleted
-    assert CrossCorrelation2D.from_config(config).algorithm == "auto"
     del config["algorithm"]  # a model saved before the argument existed
     assert CrossCorrelation2D.from_config(config).algorithm == "auto"
 
@@ -108,6 +114,9 @@ def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
     rows = dispatch.choose(backend="tensorflow", training=True, algorithm="kernel_rows", batch=32, tf_graph=True,
                            **VGG_BLOCK)
     assert not rows.xla  # not measured compiled: plain graph ops
+    bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=32, tf_graph=True,
+                            **VGG_BLOCK)
+    assert bands.xla and bands.path == "bands"  # one compiled loop reuses one band's buffers
 
 
 @pytest.mark.parametrize("padding,strides", [("same", 1), (1, 2)])
