@@ -147,12 +147,8 @@ class ServingContext:
         decoded on the event loop, or None for a larger one (for a worker thread). An image's
         cost is set by its declared size, not its byte count (a 2 KB PNG can declare 16 Mpx):
         the size is read from the header before anything is decoded."""
-        try:
-            return self.model.preprocess(self.limits.pixel_budget().inline().decode(body))
-        except RequestError as exc:
-            if exc.status == 413:  # over the inline size: decoded (and judged) in a thread
-                return None
-            raise
+        return req.parse_inline(lambda budget: self.model.preprocess(budget.decode(body)),
+                                self.limits.pixel_budget())
 
     async def read_inputs(self, request) -> tuple[np.ndarray, int]:
         """A predict-style request -> (float32 batch for the model, top_k).

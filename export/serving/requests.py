@@ -253,6 +253,18 @@ INLINE_DECODE_BYTES = 32 * 1024
 INLINE_DECODE_PIXELS = 128 * 128
 
 
+def parse_inline(parse, budget: "PixelBudget"):
+    """``parse(budget.inline())`` for decoding on the event loop, or None when an image declares
+    more pixels than the inline cap (a 413 there): the caller then parses in a worker thread with
+    the full ``budget``, which judges the image for real."""
+    try:
+        return parse(budget.inline())
+    except RequestError as exc:
+        if exc.status == 413:
+            return None
+        raise
+
+
 class PixelBudget:
     """The decoded pixels one request may still use: each image at most ``per_image``, all of
     them together at most ``total``. Each image's size is checked from its header before its

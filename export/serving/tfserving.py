@@ -106,22 +106,14 @@ def tfserving_routes(ctx) -> list:
         return parse_predict_body(body, model, ctx.limits.max_instances,
                                   budget or ctx.limits.pixel_budget())
 
-    def parse_inline(body):
-        """Small images decoded on the loop, or None: a 413 under the inline cap (an image
-        declaring more pixels than a small one) goes to a worker thread with the real budget."""
-        try:
-            return parse(body, ctx.limits.pixel_budget().inline())
-        except RequestError as exc:
-            if exc.status == 413:
-                return None
-            raise
 
     async def predict(request):
         _check_model(model, request.path_params["name"], request.path_params.get("version"),
                      version)
         with ctx.batcher.expecting():
             body = await ctx.read_body(request)
-            parsed = parse_inline(body) if len(body) <= req.INLINE_DECODE_BYTES else None
+            parsed = (req.parse_inline(lambda budget: parse(body, budget), ctx.limits.pixel_budget())
+                      if len(body) <= req.INLINE_DECODE_BYTES else None)
             if parsed is None:
                 parsed = await run_in_threadpool(parse, body)
             batch, answer = parsed
