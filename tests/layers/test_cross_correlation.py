@@ -85,7 +85,7 @@ LARGE_LAYER_CASES = [  # (kernel_size, strides, dilation_rate, padding, groups)
 ]
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "auto"])
+@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "toeplitz", "auto"])
 @pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
 def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides, dilation, padding, groups, rng,
                                                 gradients, call, monkeypatch):
@@ -111,6 +111,30 @@ def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides,
     got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
     for name, g, w in zip(["input", "kernel", "bias"], got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
+
+
+@pytest.mark.parametrize("kernel_size,strides,dilation,channels",
+                         [((5, 5), (1, 1), (1, 1), 1), ((3, 3), (2, 2), (1, 1), 2), ((3, 2), (1, 2), (1, 1), 1),
+                          ((3, 3), (1, 1), (2, 1), 3)])
+def test_direct_sum_and_toeplitz_kernel_gradient_equal_the_formula(kernel_size, strides, dilation, channels, rng):
+    """The direct forward (``dispatch.Plan.direct``) and the Toeplitz kernel gradient (any strides)
+    against NumPy loops of the formula and of dK = Σ window · dY."""
+    from kcnn.layers.correlation import direct_sum
+    from kcnn.layers.correlation_toeplitz import kernel_gradient
+
+    xp = rng.normal(size=(2, 11, 12, channels)).astype("float32")
+    kernel = rng.normal(size=(*kernel_size, channels, 4)).astype("float32")
+    y = ops.convert_to_numpy(direct_sum(ops.convert_to_tensor(xp), ops.convert_to_tensor(kernel), strides, dilation))
+    np.testing.assert_allclose(y, numpy_cross_correlation(xp, kernel, None, strides, dilation, ((0, 0), (0, 0)), 1),
+                               atol=1e-4)
+    dy = rng.normal(size=y.shape).astype("float32")
+    want = np.zeros(kernel.shape)
+    (ho, wo), (sh, sw), (dh, dw) = y.shape[1:3], strides, dilation
+    for a, b in itertools.product(range(kernel_size[0]), range(kernel_size[1])):
+        window = xp[:, a * dh : a * dh + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw]
+        want[a, b] = np.einsum("nijc,nijf->cf", window, dy)
+    got = kernel_gradient(ops.convert_to_tensor(xp), ops.convert_to_tensor(dy), kernel.shape, strides, dilation)
+    np.testing.assert_allclose(ops.convert_to_numpy(got), want, atol=1e-4)
 
 
 def test_reference_equals_numpy_loop(rng, call):

@@ -16,10 +16,11 @@ VGG_BLOCK = dict(out_hw=(112, 112), kernel_shape=(3, 3, 64, 64), groups=1)
 @pytest.mark.parametrize(
     "backend,training,batch,layer,autograd_off,path,rows",
     [
-        ("tensorflow", True, 256, LENET_C1, False, "im2col", None),
-        ("jax", False, None, LENET_C1, False, "im2col", None),
-        ("torch", True, 256, LENET_C1, True, "torch", None),
-        ("torch", False, 256, LENET_C1, False, "im2col", None),  # autograd on: plain keras.ops
+        ("tensorflow", True, 256, LENET_C1, False, "toeplitz", None),
+        ("jax", False, None, LENET_C1, False, "toeplitz", None),
+        ("torch", True, 256, LENET_C1, True, "toeplitz", None),
+        ("torch", False, 32, dict(LENET_C1, out_hw=(40, 40)), False, "im2col", None),  # wide: no toeplitz
+        ("torch", True, 32, dict(LENET_C1, out_hw=(40, 40)), True, "torch", None),
         ("tensorflow", True, None, VGG_BLOCK, False, "bands", 4),  # dynamic batch planned as 32
         ("jax", True, 32, VGG_BLOCK, False, "bands", 4),
         ("jax", False, 32, VGG_BLOCK, False, "bands", 4),
@@ -35,7 +36,7 @@ def test_auto_plans(backend, training, batch, layer, autograd_off, path, rows):
     assert (plan.path, plan.band_rows, plan.hand_written_backward) == (path, rows, training)
 
 
-@pytest.mark.parametrize("algorithm", ["reference", "im2col", "kernel_rows", "bands"])
+@pytest.mark.parametrize("algorithm", ["reference", "im2col", "kernel_rows", "bands", "toeplitz"])
 def test_forced_algorithm_is_obeyed(algorithm):
     plan = dispatch.choose(backend="jax", training=True, algorithm=algorithm, batch=2, **LENET_C1)
     assert plan.path == algorithm
@@ -68,12 +69,15 @@ def _fit_paths(layer, x):
 
 
 def test_the_planned_path_runs_in_fit_and_predict(rng):
-    """On the backend under test, a small layer trains on its fast path (the PyTorch module on torch,
-    one im2col matmul elsewhere): a predicate that silently disabled it would fail here."""
+    """On the backend under test, a small narrow layer trains on its fast path (Toeplitz matmuls), and
+    a wider one on the PyTorch module on torch, one im2col matmul elsewhere: a predicate that silently
+    disabled either would fail here."""
     fit, predict = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((4, 8, 8, 2), "float32"))
-    fast = "torch" if BACKEND == "torch" else "im2col"
+    fast = "toeplitz"
     assert fit == {fast}
     assert predict == {fast}
+    fit, predict = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((2, 8, 40, 2), "float32"))
+    assert fit == {"torch" if BACKEND == "torch" else "im2col"}
 
 
 def test_large_layer_runs_its_large_path_in_fit(rng, monkeypatch):
@@ -89,7 +93,7 @@ def test_reference_algorithm_runs_the_reference(rng):
 
 @pytest.mark.parametrize("bad", ["fast", "winograd!", None, 3, "AUTO"])
 def test_bad_algorithm_names_the_argument_and_choices(bad):
-    with pytest.raises(ValueError, match=r"`algorithm`.*'auto', 'reference', 'im2col', 'kernel_rows', 'bands'"):
+    with pytest.raises(ValueError, match=r"`algorithm`.*'auto', 'reference', 'im2col', 'kernel_rows', 'bands', 'toeplitz'"):
         CrossCorrelation2D(2, 3, algorithm=bad)
 
 
@@ -104,10 +108,10 @@ def test_algorithm_round_trips_and_old_configs_load(tmp_path):
 
 def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
     plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
-    assert plan.xla and plan.path == "im2col"
+    assert plan.xla and plan.path == "toeplitz"
     monkeypatch.setattr(dispatch, "TF_GRAPH_XLA", False)  # kcnn-bench's comparison: plain graph ops
     plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
-    assert not plan.xla and plan.path == "im2col"
+    assert not plan.xla and plan.path == "toeplitz"
     monkeypatch.undo()
     assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, **LENET_C1).xla
     assert not dispatch.choose(backend="jax", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1).xla
@@ -119,11 +123,34 @@ def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
     assert bands.xla and bands.path == "bands"  # one compiled loop reuses one band's buffers
 
 
-@pytest.mark.parametrize("padding,strides", [("same", 1), (1, 2)])
-def test_one_fit_step_equals_the_reference(rng, padding, strides):
-    """The path ``fit`` really runs (XLA-compiled on TensorFlow, the torch module on PyTorch) against
-    the reference: weights after one SGD step."""
-    x = rng.random((4, 9, 9, 2), "float32")
+def test_narrow_thin_layers_plan_toeplitz_and_one_channel_the_direct_forward():
+    """LeNet's layers run as Toeplitz matmuls, the first one's forward (one channel, under XLA) as
+    the direct sum; wide inputs, many channels, groups and row strides keep their paths."""
+    for backend, tf_graph in (("tensorflow", True), ("jax", False)):
+        plan = dispatch.choose(backend=backend, training=True, algorithm="auto", batch=256, tf_graph=tf_graph,
+                               **LENET_C1)
+        assert (plan.path, plan.direct) == ("toeplitz", True)
+    second = dispatch.choose(backend="jax", training=True, algorithm="auto", batch=256, out_hw=(10, 10),
+                             kernel_shape=(5, 5, 6, 16), groups=1)
+    assert (second.path, second.direct) == ("toeplitz", False)
+    eager = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=256, **LENET_C1)
+    assert (eager.path, eager.direct) == ("toeplitz", False)  # plain ops: 25 unfused products are slow
+    for other in (dict(out_hw=(200, 200), kernel_shape=(3, 3, 1, 4), groups=1),
+                  dict(out_hw=(10, 10), kernel_shape=(3, 3, 16, 16), groups=1),
+                  dict(out_hw=(10, 10), kernel_shape=(3, 3, 2, 16), groups=2),
+                  dict(out_hw=(10, 10), kernel_shape=(3, 3, 2, 16), groups=1, strides=(2, 1))):
+        assert dispatch.choose(backend="jax", training=True, algorithm="auto", batch=8, **other).path == "im2col"
+    torch = dispatch.choose(backend="torch", training=True, algorithm="auto", batch=256, torch_autograd_off=True,
+                            **LENET_C1)
+    assert (torch.path, torch.direct) == ("toeplitz", False)  # eager: 25 unfused products are slow
+
+
+@pytest.mark.parametrize("padding,strides,channels", [("same", 1, 2), (1, 2, 2), ("same", 1, 1), (2, 2, 1)])
+def test_one_fit_step_equals_the_reference(rng, padding, strides, channels):
+    """The path ``fit`` really runs (XLA-compiled on TensorFlow, the torch module on PyTorch; with one
+    channel the direct forward and row gradient on TensorFlow and JAX) against the reference:
+    weights after one SGD step."""
+    x = rng.random((4, 9, 9, channels), "float32")
     y = rng.integers(0, 2, 4).astype("int32")
     weights = {}
     for algorithm in ("reference", "auto"):
