@@ -52,8 +52,10 @@ MAX_PATCH_ELEMENTS = 1 << 23
 ASSUMED_BATCH = 32
 # False: TensorFlow graphs run the im2col arrangement as plain graph ops (kcnn-bench's comparison).
 TF_GRAPH_XLA = True
-# Input channels up to which an XLA-compiled forward sums the offsets' products directly.
+# Input channels up to which an XLA-compiled forward sums the offsets' products directly, and on
+# TensorFlow the most kernel offsets (AlexNet's 11×11/4 first layer: TF 79 vs im2col 42 ms, JAX 66 vs 88).
 DIRECT_MAX_CHANNELS = 1
+DIRECT_MAX_OFFSETS_TF = 25
 # "toeplitz" in "auto": inputs at most this many kernel widths wide, with at most this many channels,
 # and Toeplitz matrices of at most this many elements.
 TOEPLITZ_MAX_WIDTHS = 8
@@ -107,7 +109,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     xla = (TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph
            and algorithm in ("im2col", "bands", "toeplitz"))
     direct = (algorithm in ("im2col", "toeplitz") and groups == 1 and cg <= DIRECT_MAX_CHANNELS
-              and (xla or backend == "jax"))
+              and (backend == "jax" or xla and kh * kw <= DIRECT_MAX_OFFSETS_TF))
     return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows, direct=direct)
 
 

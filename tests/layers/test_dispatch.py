@@ -118,7 +118,7 @@ def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
     rows = dispatch.choose(backend="tensorflow", training=True, algorithm="kernel_rows", batch=32, tf_graph=True,
                            **VGG_BLOCK)
     assert not rows.xla  # not measured compiled: plain graph ops
-    bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=32, tf_graph=True,
+    bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
                             **VGG_BLOCK)
     assert bands.xla and bands.path == "bands"  # one compiled loop reuses one band's buffers
 
@@ -133,6 +133,10 @@ def test_narrow_thin_layers_plan_toeplitz_and_one_channel_the_direct_forward():
     second = dispatch.choose(backend="jax", training=True, algorithm="auto", batch=256, out_hw=(10, 10),
                              kernel_shape=(5, 5, 6, 16), groups=1)
     assert (second.path, second.direct) == ("toeplitz", False)
+    alexnet_first = dict(out_hw=(55, 55), kernel_shape=(11, 11, 1, 96), groups=1, strides=(4, 4))
+    assert dispatch.choose(backend="jax", training=True, algorithm="auto", batch=8, **alexnet_first).direct
+    assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
+                               **alexnet_first).direct  # 121 offsets: slower than im2col on TF
     eager = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=256, **LENET_C1)
     assert (eager.path, eager.direct) == ("toeplitz", False)  # plain ops: 25 unfused products are slow
     for other in (dict(out_hw=(200, 200), kernel_shape=(3, 3, 1, 4), groups=1),
