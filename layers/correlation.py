@@ -10,7 +10,7 @@ side by side make the patch matrix, whose product with the reshaped kernel is ``
 one patch matrix, one matmul), ``"kernel_rows"`` (one kernel row of windows per matmul),
 ``"bands"`` (a loop over bands of output rows, ``correlation_bands``), ``"toeplitz"`` (each kernel
 row as a Toeplitz matrix, ``correlation_toeplitz``) or ``"torch"`` (eager PyTorch with autograd
-off, ``correlation_torch``); with one input channel under XLA the forward is :func:`direct_sum`.
+off, ``correlation_torch``).
 
 For training, every path but the reference runs inside ``keras.ops.custom_gradient`` with a
 hand-written backward pass, so autodiff never keeps ``kh·kw`` input-sized slices alive:
@@ -118,8 +118,6 @@ def _forward(plan, xp, kernel, strides, dilation, groups):
         from kcnn.layers import correlation_torch
 
         return correlation_torch.correlate(xp, kernel, strides, dilation)
-    if plan.direct:
-        return direct_sum(xp, kernel, strides, dilation), None
     out_hw = tuple(validation.output_length(n, k, s, d)
                    for n, k, s, d in zip(ops.shape(xp)[1:3], kernel.shape[:2], strides, dilation))
     if plan.path == "bands":
@@ -157,23 +155,6 @@ def windows(xp, kernel_hw, strides, dilation, kernel_rows=None):
     slices = [offset_slice(xp, (1, 2), (a, b), kernel_hw, strides, dilation)
               for a in range(a0, a1) for b in range(kernel_hw[1])]
     return slices[0] if len(slices) == 1 else ops.concatenate(slices, axis=-1)
-
-
-def direct_sum(xp, kernel, strides, dilation):
-    """Y = Σ_a Σ_b Σ_c window(a, b)[…, c] · K[a, b, c] as broadcast products, d2l's ``(X * K).sum()``.
-
-    No patch matrix: XLA fuses the kh·kw terms into one pass over the output, which for one input
-    channel beats gathering the patches (LeNet's first layer, batch 256: TF+XLA 2.0 vs 11.6 ms, JAX
-    0.7 vs 19 ms); it loses from a few channels up, where the product is better done as a matmul.
-    """
-    kh, kw = kernel.shape[:2]
-    out = None
-    for a in range(kh):
-        for b in range(kw):
-            window = offset_slice(xp, (1, 2), (a, b), (kh, kw), strides, dilation)
-            term = ops.sum(ops.multiply(ops.expand_dims(window, -1), kernel[a, b]), axis=-2)
-            out = term if out is None else ops.add(out, term)
-    return out
 
 
 def patches_times_gradient(patches, dy, kernel_rows_shape, groups):

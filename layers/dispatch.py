@@ -24,12 +24,9 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   pair (``correlation_toeplitz``). LeNet's second layer (14², 6 → 16, batch 256), XLA-compiled:
   forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; input gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8;
   eager PyTorch, LeNet's layers forward + backward: 11.1 / 14.9 ms vs the torch module's 13.5 / 19.3.
-* ``Plan.direct`` — one input channel under XLA (JAX, or ``xla`` below): the forward as
-  ``Σ_offsets window · K[a, b]``, which XLA fuses into one pass (``correlation.direct_sum``): LeNet's
-  first layer forward TF 2.0 vs im2col 11.6 ms, JAX 0.7 vs 19 ms (Toeplitz: 4.6 / 2.9 ms).
 * ``xla`` — TensorFlow graph mode (``model.fit`` on CPU: no XLA by default) compiles the forward and
-  each gradient with XLA (im2col, toeplitz, bands); it is what lets the direct forward fuse (plain
-  graph ops: 50 ms for LeNet's first layer).
+  each gradient with XLA (im2col, toeplitz, bands). Its LeNet figure is in ``kcnn-bench``'s
+  ``arrangements`` rows.
 * ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
   bands of output rows (``correlation_bands``), each band's patch matrix within
   :data:`MAX_PATCH_ELEMENTS`, so memory stays flat in the image size. At the 56² batch-16 layer it
@@ -50,12 +47,8 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 MAX_PATCH_ELEMENTS = 1 << 23
 # Keras's default batch size: how many examples to plan for when the batch is dynamic.
 ASSUMED_BATCH = 32
-# False: TensorFlow graphs run the im2col arrangement as plain graph ops (kcnn-bench's comparison).
+# False: TensorFlow graphs run the arrangements as plain graph ops (kcnn-bench's comparison).
 TF_GRAPH_XLA = True
-# Input channels up to which an XLA-compiled forward sums the offsets' products directly, and on
-# TensorFlow the most kernel offsets (AlexNet's 11×11/4 first layer: TF 79 vs im2col 42 ms, JAX 66 vs 88).
-DIRECT_MAX_CHANNELS = 1
-DIRECT_MAX_OFFSETS_TF = 25
 # "toeplitz" in "auto": inputs at most this many kernel widths wide, with at most this many channels,
 # and Toeplitz matrices of at most this many elements.
 TOEPLITZ_MAX_WIDTHS = 8
@@ -72,7 +65,6 @@ class Plan(NamedTuple):
     hand_written_backward: bool = False
     xla: bool = False
     band_rows: int | None = None  # output rows per band ("bands" only)
-    direct: bool = False  # the forward as Σ_offsets window · K[a, b] (no patch matrix)
 
 
 def patch_elements(batch, out_hw, kernel_hw, channels):
@@ -108,9 +100,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     rows = band_rows(batch, out_hw, (kh, kw), cg * groups) if algorithm == "bands" else None
     xla = (TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph
            and algorithm in ("im2col", "bands", "toeplitz"))
-    direct = (algorithm in ("im2col", "toeplitz") and groups == 1 and cg <= DIRECT_MAX_CHANNELS
-              and (backend == "jax" or xla and kh * kw <= DIRECT_MAX_OFFSETS_TF))
-    return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows, direct=direct)
+    return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows)
 
 
 def toeplitz_pays(out_hw, kernel_shape, strides, dilation):
