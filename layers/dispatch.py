@@ -24,9 +24,6 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   pair (``correlation_toeplitz``). LeNet's second layer (14², 6 → 16, batch 256), XLA-compiled:
   forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; input gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8;
   eager PyTorch, LeNet's layers forward + backward: 11.1 / 14.9 ms vs the torch module's 13.5 / 19.3.
-* ``xla`` — TensorFlow graph mode (``model.fit`` on CPU: no XLA by default) compiles the forward and
-  each gradient with XLA (im2col, toeplitz, bands). Its LeNet figure is in ``kcnn-bench``'s
-  ``arrangements`` rows.
 * ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
   bands of output rows (``correlation_bands``), each band's patch matrix within
   :data:`MAX_PATCH_ELEMENTS`, so memory stays flat in the image size. At the 56² batch-16 layer it
@@ -34,6 +31,10 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   batch 32, the explicit layer's ``fit`` peaked at 1,989 MiB with it and 3,368 MiB without
   (TensorFlow, built-in Conv2D 1,889 MiB), so it is back. ``kcnn-bench --section conv`` measures
   it against ``kernel_rows`` on that block.
+* ``xla`` — in a TensorFlow graph (``model.fit`` on CPU: no XLA by default) the band loop's forward
+  and each gradient are XLA-compiled: VGG block ``fit`` peak RSS 1,997 MiB vs 2,702 MiB as plain graph
+  ops (TF built-in Conv2D 1,889). Elsewhere it does not pay: LeNet step with the Toeplitz matmuls
+  27.1 vs 25.1 ms plain, with im2col 52.5 vs 49.6 ms.
 
 :func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
 """
@@ -47,7 +48,7 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 MAX_PATCH_ELEMENTS = 1 << 23
 # Keras's default batch size: how many examples to plan for when the batch is dynamic.
 ASSUMED_BATCH = 32
-# False: TensorFlow graphs run the arrangements as plain graph ops (kcnn-bench's comparison).
+# False: TensorFlow graphs run the band loop as plain graph ops (kcnn-bench's comparison).
 TF_GRAPH_XLA = True
 # "toeplitz" in "auto": inputs at most this many kernel widths wide, with at most this many channels,
 # and Toeplitz matrices of at most this many elements.
@@ -98,8 +99,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     if algorithm == "im2col" and torch_ok:  # the same patch matrix, gathered in chunks
         algorithm = "torch"
     rows = band_rows(batch, out_hw, (kh, kw), cg * groups) if algorithm == "bands" else None
-    xla = (TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph
-           and algorithm in ("im2col", "bands", "toeplitz"))
+    xla = TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph and algorithm == "bands"
     return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows)
 
 

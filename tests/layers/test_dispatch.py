@@ -106,21 +106,19 @@ def test_algorithm_round_trips_and_old_configs_load(tmp_path):
     assert CrossCorrelation2D.from_config(config).algorithm == "auto"
 
 
-def test_tensorflow_graphs_compile_the_layer_with_xla(monkeypatch):
-    plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
-    assert plan.xla and plan.path == "toeplitz"
-    monkeypatch.setattr(dispatch, "TF_GRAPH_XLA", False)  # kcnn-bench's comparison: plain graph ops
-    plan = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1)
-    assert not plan.xla and plan.path == "toeplitz"
-    monkeypatch.undo()
-    assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=None, **LENET_C1).xla
-    assert not dispatch.choose(backend="jax", training=True, algorithm="auto", batch=None, tf_graph=True, **LENET_C1).xla
-    rows = dispatch.choose(backend="tensorflow", training=True, algorithm="kernel_rows", batch=32, tf_graph=True,
-                           **VGG_BLOCK)
-    assert not rows.xla  # not measured compiled: plain graph ops
+def test_tensorflow_graphs_compile_the_band_loop_with_xla(monkeypatch):
     bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
                             **VGG_BLOCK)
     assert bands.xla and bands.path == "bands"  # one compiled loop reuses one band's buffers
+    monkeypatch.setattr(dispatch, "TF_GRAPH_XLA", False)  # kcnn-bench's comparison: plain graph ops
+    assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
+                               **VGG_BLOCK).xla
+    monkeypatch.undo()
+    assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, **VGG_BLOCK).xla
+    assert not dispatch.choose(backend="jax", training=True, algorithm="auto", batch=8, tf_graph=True, **VGG_BLOCK).xla
+    for algorithm in ("toeplitz", "im2col", "kernel_rows"):  # measured: plain graph ops are as fast
+        assert not dispatch.choose(backend="tensorflow", training=True, algorithm=algorithm, batch=256, tf_graph=True,
+                                   **LENET_C1).xla
 
 
 def test_narrow_layers_with_few_channels_plan_toeplitz():
