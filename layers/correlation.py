@@ -49,10 +49,10 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
         weights = ops.cast(kernel, xp.dtype)
         if plan.path == "reference":
             return cross_correlate(xp, weights, strides, dilation, groups)
-        return _forward(plan, xp, weights, strides, dilation, groups)[0]
+        return _forward(plan, xp, weights, strides, dilation, groups, out_hw)[0]
 
     def forward(inputs, weights):  # (Y, the patch matrix if it was built in one piece else None)
-        return _forward(plan, inputs, ops.cast(weights, inputs.dtype), strides, dilation, groups)
+        return _forward(plan, inputs, ops.cast(weights, inputs.dtype), strides, dilation, groups, out_hw)
 
     def input_gradient(inputs, weights, dy):
         return _input_gradient(plan, dy, ops.cast(weights, inputs.dtype), ops.shape(inputs)[1:3], strides, dilation,
@@ -112,14 +112,12 @@ def torch_views_usable():
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
-def _forward(plan, xp, kernel, strides, dilation, groups):
-    """(Y, the patch matrix if it was built in one piece else None)."""
+def _forward(plan, xp, kernel, strides, dilation, groups, out_hw):
+    """(Y, the patch matrix if it was built in one piece else None); ``out_hw``: (Ho, Wo)."""
     if plan.path == "torch":
         from kcnn.layers import correlation_torch
 
         return correlation_torch.correlate(xp, kernel, strides, dilation)
-    out_hw = tuple(validation.output_length(n, k, s, d)
-                   for n, k, s, d in zip(ops.shape(xp)[1:3], kernel.shape[:2], strides, dilation))
     if plan.path == "bands":
         from kcnn.layers import correlation_bands
 

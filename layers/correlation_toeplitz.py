@@ -1,4 +1,4 @@
-"""Narrow layers with few channels under TensorFlow and JAX: each kernel row as a Toeplitz matrix.
+"""Narrow layers with few channels, on every backend: each kernel row as a Toeplitz matrix.
 
 Along a row the formula is a matrix product: output row ``i`` of every example is
 ``Σ_a Xp[i·s_h + a·d_h] · T_a``, where input row ``Xp[r]`` is flattened to ``(Wp·C)`` and kernel row
