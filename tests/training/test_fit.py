@@ -9,7 +9,7 @@ import pytest
 from kcnn import data as kdata
 from kcnn import models
 from kcnn import training as train
-from kcnn.training import recipes
+from kcnn.training import recipes, trainer
 from kcnn.files import read_history
 
 
@@ -159,6 +159,11 @@ def test_confusion_matrix_counts_the_test_set(tiny):
     cm = train.confusion_matrix(model, tiny)
     assert cm.shape == (4, 4) and cm.sum() == tiny.num_test
     assert np.array_equal(cm.sum(axis=1), np.bincount(tiny.y_test, minlength=4))
+    x_test, y_test = next(iter(trainer.test_dataset(model, tiny, batch_size=tiny.num_test)))
+    predicted = np.asarray(model.predict(np.asarray(x_test), verbose=0)).argmax(axis=-1)
+    expected = np.bincount(np.asarray(y_test) * 4 + predicted, minlength=16).reshape(4, 4)
+    assert tiny.num_test % 7  # batches of 7 leave a partial (padded) last batch
+    assert np.array_equal(train.confusion_matrix(model, tiny, batch_size=7), expected)
 
 
 def test_make_datasets_follow_the_model_input(tiny):
