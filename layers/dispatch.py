@@ -17,8 +17,8 @@ batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
   556–568 ms vs reference 892–1,140 ms; PyTorch with autograd on, peak RSS 1,310 MB vs 1,528 MB.
 * ``"torch"`` — eager PyTorch with autograd off (in the hand-written backward, or under
   ``torch.no_grad`` as in ``predict``), one group: ``correlation_torch``'s reused patch buffer;
-  ``"im2col"`` and ``"auto"`` run it there. LeNet 106 ms vs reference 868 ms; large layer peak RSS
-  1,266–1,271 MB vs reference 1,528 MB.
+  ``"im2col"`` and ``"auto"`` run it there. VGG block step 760–845 ms vs 1,963–2,009 ms with the
+  keras.ops arrangements (:data:`TORCH_MODULE` off: the band loop), peak RSS 1,656 vs 1,793–1,856 MiB.
 * ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, stride 1
   along rows: each kernel row as a Toeplitz matrix, one matmul over every (example, output row)
   pair (``correlation_toeplitz``). LeNet's second layer (14², 6 → 16, batch 256), XLA-compiled:
@@ -50,6 +50,8 @@ MAX_PATCH_ELEMENTS = 1 << 23
 ASSUMED_BATCH = 32
 # False: TensorFlow graphs run the band loop as plain graph ops (kcnn-bench's comparison).
 TF_GRAPH_XLA = True
+# False: eager PyTorch runs the keras.ops arrangements instead of the torch module (kcnn-bench's comparison).
+TORCH_MODULE = True
 # "toeplitz" in "auto": inputs at most this many kernel widths wide, with at most this many channels,
 # and Toeplitz matrices of at most this many elements.
 TOEPLITZ_MAX_WIDTHS = 8
@@ -87,10 +89,10 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     if algorithm == "reference":
         return Plan("reference")
     kh, kw, cg, _ = kernel_shape
-    torch_ok = backend == "torch" and groups == 1 and torch_autograd_off
+    torch_ok = TORCH_MODULE and backend == "torch" and groups == 1 and torch_autograd_off
     if algorithm == "auto":
         fits = patch_elements(batch, out_hw, (kh, kw), cg * groups) <= MAX_PATCH_ELEMENTS
-        loop_ok = backend != "torch" and (training or isinstance(batch, int))
+        loop_ok = (backend != "torch" or not TORCH_MODULE) and (training or isinstance(batch, int))
         algorithm = "im2col" if fits or torch_ok else ("bands" if loop_ok else "kernel_rows")
         if fits and toeplitz_pays(out_hw, kernel_shape, strides, dilation):
             algorithm = "toeplitz"

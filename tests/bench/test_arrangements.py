@@ -16,6 +16,7 @@ def test_claims_compare_against_the_simpler_form():
     for arrangement, backend, model, metric, kept, reference in arrangements.CLAIMS:
         assert backend in ("tensorflow", "jax", "torch") and model in arrangements.SHAPES
         assert metric in ("time_ms", "peak_rss_mib")
-        simpler = {"xla": "bands/no-xla", "bands": "kernel_rows", "toeplitz": "im2col"}.get(arrangement, "reference")
+        simpler = {"xla": "bands/no-xla", "bands": "kernel_rows", "toeplitz": "im2col",
+                   "torch": "auto/no-torch-module"}.get(arrangement, "reference")
         assert reference == simpler, arrangement
         assert kept.split("/")[0] in dispatch.ALGORITHMS

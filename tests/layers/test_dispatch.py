@@ -121,6 +121,15 @@ def test_tensorflow_graphs_compile_the_band_loop_with_xla(monkeypatch):
                                    **LENET_C1).xla
 
 
+def test_without_the_torch_module_eager_pytorch_runs_the_keras_ops_arrangements(monkeypatch):
+    """kcnn-bench's comparison for the torch module: the plans the other backends get."""
+    torch = dict(backend="torch", training=True, algorithm="auto", batch=32, torch_autograd_off=True)
+    assert dispatch.choose(**torch, **VGG_BLOCK).path == "torch"
+    monkeypatch.setattr(dispatch, "TORCH_MODULE", False)
+    assert dispatch.choose(**torch, **VGG_BLOCK) == dispatch.choose(**dict(torch, backend="jax"), **VGG_BLOCK)
+    assert dispatch.choose(**dict(torch, algorithm="im2col"), **VGG_BLOCK).path == "im2col"
+
+
 def test_narrow_layers_with_few_channels_plan_toeplitz():
     """LeNet's layers run as Toeplitz matmuls on every backend, in graphs and eagerly; wide inputs,
     many channels, groups and row strides keep their paths."""
