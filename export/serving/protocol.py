@@ -7,7 +7,8 @@ limit, and is slower. :func:`protocol_class` returns a subclass of uvicorn's ``H
 (``uvicorn.Config(http=...)`` takes a protocol class) that adds, per request head:
 
 * a size limit: once more than ``max_header_bytes`` bytes arrived without the head being
-  complete, the answer is ``431 Request Header Fields Too Large`` and the connection closes;
+  complete, or the parsed request line and headers exceed it (a whole oversized head can arrive in
+  one read), the answer is ``431 Request Header Fields Too Large`` and the connection closes;
 * a time limit: the head must be complete within ``header_timeout_s`` seconds of the connection
   opening or of its first byte (keep-alive requests), else ``408 Request Timeout`` and close.
 
@@ -92,6 +93,7 @@ class _BoundedHead(HttpToolsProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
+        self._parsed_head_bytes = 0  # the current head's URL and header lines, as parsed
         self._in_head = True  # until the first request's head is complete
         self._head_timer = None
 
@@ -106,9 +108,31 @@ class _BoundedHead(HttpToolsProtocol):
 
     def on_message_begin(self):
         super().on_message_begin()
+        self._parsed_head_bytes = 0
         if not self._in_head:
             self._in_head, self._head_bytes = True, 0
             self._start_head_clock()
+
+    def on_url(self, url):
+        self._count_parsed(len(url))
+        super().on_url(url)
+
+    def on_header(self, name, value):
+        self._count_parsed(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def _count_parsed(self, size):
+        self._parsed_head_bytes += size
+        if self._parsed_head_bytes > self.max_header_bytes:
+            # Stops the parser: httptools raises HttpParserCallbackError, which uvicorn answers
+            # through send_400_response (below: a 431 instead).
+            raise ValueError("request head too large")
+
+    def send_400_response(self, msg):
+        if self._parsed_head_bytes > self.max_header_bytes:
+            self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
+        else:
+            super().send_400_response(msg)
 
     def on_headers_complete(self):
         self._in_head = False
@@ -125,8 +149,7 @@ class _BoundedHead(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_header_bytes \
-                and not self.transport.is_closing():
+        if self._in_head and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
             self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
 
     def _start_head_clock(self):

@@ -69,11 +69,20 @@ def _alive(server):
     b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
     b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"X-Many: b\r\n" * 20000 + b"\r\n",
     b"GET /v1/" + b"p" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-], ids=["one-huge-header", "many-headers", "huge-url"])
+    # Complete heads just over the limit, which can arrive whole in one read.
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 66000 + b"\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + b"X-Many: b\r\n" * 6600 + b"\r\n",
+], ids=["one-huge-header", "many-headers", "huge-url", "complete-just-over", "complete-many-just-over"])
 def test_an_oversized_request_head_is_431_and_closed(server, head):
     status, body = _status_and_json(_raw(server, head))
     assert status == 431 and "65536 bytes" in body["error"]
     _alive(server)
+
+
+def test_a_complete_head_just_under_the_limit_in_one_write_passes(server):
+    raw = _raw(server, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+               + b"p" * 65000 + b"\r\n\r\n")
+    assert int(raw.split(b" ", 2)[1]) == 200
 
 
 def test_a_slow_request_head_is_408_and_an_idle_connection_is_closed(server):
