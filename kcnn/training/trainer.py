@@ -467,7 +467,7 @@ def confusion_matrix(model, data, *, batch_size=256, resize=None) -> np.ndarray:
 
     Every batch reaches ``predict`` at the full ``batch_size``: the last one is padded with zeros and
     its extra rows dropped, so a jit-compiled model compiles its predict function for one shape, not
-    two (XLA on TensorFlow: 1.3–2.0 s per compile of the explicit LeNet on a 2-core CPU).
+    two (explicit LeNet, XLA on TensorFlow, digits' 360 test images: 0.81–0.86 s vs 1.33–1.50 s).
     """
     truth, predicted = [], []
     for xb, yb in test_dataset(model, data, batch_size=batch_size, resize=resize):
