@@ -209,16 +209,16 @@ class JitChoice(NamedTuple):
 
 
 # ``jit_compile="auto"`` per (backend, device, conv). Figures: kcnn-train's default job (LeNet,
-# digits, 8 epochs, steps_per_execution 8 on TF/JAX), steady-state examples/s with the choice vs
-# the other, two rounds in turn on a quiet 2-core AMD EPYC, 2026-12-04 (``kcnn-bench --section
-# train`` re-measures them: its "jit" rows). Unlike the plain-Keras LeNet (one step per
-# call), XLA slows built-in convs on a TensorFlow CPU here. GPUs are not measured yet: Keras's own
-# choice there (XLA on TF/JAX, eager on torch).
+# digits, 15 epochs, steps_per_execution 8 on TF/JAX), steady-state examples/s with the choice vs
+# the other, on a quiet 2-core AMD EPYC, 2026-12-04: ``kcnn-bench --section train`` (its "jit"
+# rows; the ranges span that run, with the Toeplitz arrangement, and earlier ones). Unlike the
+# issue's plain-Keras LeNet (one step per call), XLA slows built-in convs on a TensorFlow CPU here.
+# GPUs are not measured yet: Keras's own choice there (XLA on TF/JAX, eager on torch).
 JIT_AUTO = {
-    ("tensorflow", "cpu", "builtin"): JitChoice(False, "XLA off 8,381-12,178 ex/s vs on 2,883-3,786"),
-    ("tensorflow", "cpu", "explicit"): JitChoice(True, "XLA on 7,194-7,664 ex/s vs off 1,528-1,678"),
-    ("jax", "cpu", "builtin"): JitChoice(True, "jit 5,840-5,925 ex/s vs eager 1,114-1,143"),
-    ("jax", "cpu", "explicit"): JitChoice(True, "jit 7,119-8,206 ex/s vs eager 583-585"),
+    ("tensorflow", "cpu", "builtin"): JitChoice(False, "XLA off 8,381-12,178 ex/s vs on 2,883-4,076"),
+    ("tensorflow", "cpu", "explicit"): JitChoice(True, "XLA on 7,194-8,063 ex/s vs off 1,528-3,335"),
+    ("jax", "cpu", "builtin"): JitChoice(True, "jit 5,840-6,484 ex/s vs eager 1,114-1,215"),
+    ("jax", "cpu", "explicit"): JitChoice(True, "jit 7,119-11,550 ex/s vs eager 583-769"),
     ("torch", "cpu", "builtin"): JitChoice(False, "eager 4,666-6,046 ex/s vs torch.compile 4,190-4,382 "
                                                   "(wall 14-15 s vs 67-136 s: compilation)"),
     ("torch", "cpu", "explicit"): JitChoice(False, "eager 3,319-3,505 ex/s vs torch.compile 1,843-2,015"),
