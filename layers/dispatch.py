@@ -89,10 +89,11 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
     if algorithm == "reference":
         return Plan("reference")
     kh, kw, cg, _ = kernel_shape
-    torch_ok = TORCH_MODULE and backend == "torch" and groups == 1 and torch_autograd_off
+    torch_module = TORCH_MODULE and backend == "torch"
+    torch_ok = torch_module and groups == 1 and torch_autograd_off
     if algorithm == "auto":
         fits = patch_elements(batch, out_hw, (kh, kw), cg * groups) <= MAX_PATCH_ELEMENTS
-        loop_ok = (backend != "torch" or not TORCH_MODULE) and (training or isinstance(batch, int))
+        loop_ok = not torch_module and (training or isinstance(batch, int))
         algorithm = "im2col" if fits or torch_ok else ("bands" if loop_ok else "kernel_rows")
         if fits and toeplitz_pays(out_hw, kernel_shape, strides, dilation):
             algorithm = "toeplitz"

@@ -130,7 +130,7 @@ class _BoundedHead(HttpToolsProtocol):
 
     def send_400_response(self, msg):
         if self._parsed_head_bytes > self.max_header_bytes:
-            self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
+            self._refuse_head_too_large()
         else:
             super().send_400_response(msg)
 
@@ -150,7 +150,10 @@ class _BoundedHead(HttpToolsProtocol):
             self._head_bytes += len(data)
         super().data_received(data)
         if self._in_head and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
-            self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
+            self._refuse_head_too_large()
+
+    def _refuse_head_too_large(self):
+        self._refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
 
     def _start_head_clock(self):
         self._stop_head_clock()

@@ -472,12 +472,12 @@ def confusion_matrix(model, data, *, batch_size=256, resize=None) -> np.ndarray:
     truth, predicted = [], []
     for xb, yb in test_dataset(model, data, batch_size=batch_size, resize=resize):
         xb = np.asarray(xb)
-        n = len(xb)
-        if n < batch_size:
-            xb = np.concatenate([xb, np.zeros((batch_size - n, *xb.shape[1:]), xb.dtype)])
+        count = len(xb)
+        if count < batch_size:
+            xb = np.concatenate([xb, np.zeros((batch_size - count, *xb.shape[1:]), xb.dtype)])
         # predict, not predict_on_batch: under a tf.distribute strategy the latter returns one
         # replica's share of the batch.
-        logits = model.predict(xb, batch_size=batch_size, verbose=0)[:n]
+        logits = model.predict(xb, batch_size=batch_size, verbose=0)[:count]
         predicted.append(np.asarray(logits).argmax(axis=-1))
         truth.append(np.asarray(yb))
     n = data.num_classes
