@@ -217,13 +217,13 @@ def _builtin_twin(layer):
 
 
 def _has_explicit(model):
-    from kcnn.layers.introspection import iter_layers
+    from kcnn.export.introspection import iter_layers
 
     return any(isinstance(layer, explicit_layers()) for layer in iter_layers(model))
 
 
 def _needs_lowering(model):
-    from kcnn.layers.introspection import iter_layers
+    from kcnn.export.introspection import iter_layers
 
     return any(isinstance(layer, explicit_layers()) or _tf_grouped(layer)
                for layer in iter_layers(model))

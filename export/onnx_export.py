@@ -130,16 +130,16 @@ def model_signature(model):
 
 
 def detect_conv(model):
-    """``"explicit"``, ``"builtin"``, ``"mixed"`` or ``"none"``: :func:`kcnn.layers.introspection.conv_kind`
+    """``"explicit"``, ``"builtin"``, ``"mixed"`` or ``"none"``: :func:`kcnn.export.introspection.conv_kind`
     (from layer classes, so any Keras model is classified the way ``kcnn.models`` does)."""
-    from kcnn.layers.introspection import conv_kind
+    from kcnn.export.introspection import conv_kind
 
     return conv_kind(model)
 
 
 def output_kind(model):
     """``"probabilities"`` when the model's last layer applies softmax, else ``"logits"``."""
-    from kcnn.layers.introspection import iter_layers
+    from kcnn.export.introspection import iter_layers
 
     layers = list(iter_layers(model))
     if not layers:

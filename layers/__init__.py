@@ -4,11 +4,9 @@ No convolution or pooling primitive is called: every output is the sliding-windo
 Y[i, j] = Σa Σb X[i + a, j + b]·K[a, b] (+ bias), computed from strided slices.
 
 Modules: ``cross_correlation`` / ``pooling`` (the public layers), ``corr2d`` (the formula as
-written: the public function and its batched form, the oracle), ``validation`` (argument and padding
-helpers, also for kcnn core), ``correlation`` (the one function ``call`` uses: the windows times the
-kernel, with the hand-written backward), ``dispatch`` (the one choice of arrangement, with the figure
-behind each), ``correlation_torch`` (the eager PyTorch arrangement), ``keras_compat`` (the only private
-Keras imports), ``introspection`` (the one layer walk).
+written, the oracle), ``correlation`` (what ``call`` uses, with the hand-written backward),
+``dispatch`` (which arrangement runs, and its figures), ``correlation_im2col`` / ``_bands`` /
+``_toeplitz`` / ``_torch`` (the arrangements), ``validation``, ``keras_compat`` (private Keras).
 """
 
 from kcnn.layers.corr2d import corr2d

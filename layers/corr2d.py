@@ -2,11 +2,8 @@
 
     Y[n, i, j, f] = Σ_a Σ_b  matmul(Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, :], K[a, b])[f]
 
-Kernel offset `(a, b)` reads one strided slice of the (padded) input, :func:`offset_slice` (the pooling
-layers read their windows through it too). :func:`corr2d` is the public teaching function (one array,
-one kernel); :func:`cross_correlate` sums, per offset, that slice times the offset's `(in, out)` weight
-matrix, differentiated by autodiff: the oracle every arrangement of `kcnn.layers.correlation` is tested
-against, run by `CrossCorrelation2D(algorithm="reference")`.
+Kernel offset `(a, b)` reads one strided slice of the padded input (:func:`offset_slice`, pooling's
+too); :func:`cross_correlate` sums each slice times the offset's `(in, out)` weight matrix.
 """
 import keras
 from keras import ops

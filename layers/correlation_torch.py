@@ -1,25 +1,14 @@
-"""Eager PyTorch path of the explicit cross-correlation (``groups == 1``, no autograd recording).
-
-Same formula as ``kcnn.layers.correlation``, arranged for eager execution, where every
-intermediate is materialised and a fresh large buffer costs page faults:
-
-* the windows of a few examples at a time are copied from a strided view (``Tensor.unfold``) into
-  one reused buffer (channel-major for one-channel inputs): the whole im2col matrix never exists,
-  yet every matmul keeps the full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices);
-* forward: ``Y[rows] = patches · K`` written in place (``out=``); kernel gradient:
-  ``dK += patchesᵀ · dY[rows]`` (``addmm_``);
-* input gradient: per kernel offset, ``dY · K[a, b]ᵀ`` added in place to the strided slice of the
-  padded input gradient it belongs to (strides and dilation need no special case).
-
-Used where ``kcnn.layers.dispatch`` plans ``"torch"``: autograd off (inside the hand-written backward
-pass, or under ``torch.no_grad``), one group, not tracing: in-place and ``out=`` ops cannot be
-differentiated. Chunks hold at most ``dispatch.MAX_PATCH_ELEMENTS`` elements.
+"""The ``"torch"`` arrangement: eager PyTorch, autograd off, one group (in-place and ``out=`` ops
+cannot be differentiated or traced), where every intermediate is materialised and a fresh large
+buffer costs page faults. The windows of a few examples at a time (at most
+``dispatch.MAX_PATCH_ELEMENTS``) are copied from a strided view into one reused buffer, each matmul
+at the full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices); outputs and gradients
+are written in place (``out=``, ``addmm_``, ``+=`` into strided slices).
 """
 
 import torch
 
 from kcnn.layers import dispatch
-from kcnn.layers.validation import output_length
 
 
 def window_view(xp, kernel_hw, strides, dilation):
@@ -51,14 +40,13 @@ def _patch_chunks(xp, kernel_hw, strides, dilation):
         yield n0, n1, chunk.view(n1 - n0, depth, -1) if one_channel else chunk.view(-1, depth)
 
 
-def correlate(xp, kernel, strides, dilation):
+def forward(job, xp, kernel):
     """(Y, patches): valid cross-correlation (no bias) of padded (N, Hp, Wp, C) with (kh, kw, C, F),
     and the patch matrix when one chunk held every example (else None), for ``kernel_gradient``.
     """
-    kh, kw, channels, filters = kernel.shape
-    out_hw = tuple(output_length(n, k, s, d) for n, k, s, d in zip(xp.shape[1:3], (kh, kw), strides, dilation))
+    (kh, kw, channels, filters), strides, dilation = kernel.shape, job.strides, job.dilation
     weights = kernel.reshape(kh * kw * channels, filters)
-    out = xp.new_empty((xp.shape[0], *out_hw, filters))
+    out = xp.new_empty((xp.shape[0], *job.out_hw, filters))
     chunks = 0
     for n0, n1, patches in _patch_chunks(xp, (kh, kw), strides, dilation):
         if patches.dim() == 2:
@@ -69,14 +57,15 @@ def correlate(xp, kernel, strides, dilation):
     return out, (patches if chunks == 1 else None)
 
 
-def kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches=None):
+def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
     """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f].
 
     patches: the forward pass's patch matrix of all examples, if it kept one.
     """
     kh, kw, channels, filters = kernel_shape
     grad = xp.new_zeros((kh * kw * channels, filters))
-    chunks = _patch_chunks(xp, (kh, kw), strides, dilation) if patches is None else [(0, len(dy), patches)]
+    chunks = (_patch_chunks(xp, (kh, kw), job.strides, job.dilation) if patches is None
+              else [(0, len(dy), patches)])
     for n0, n1, chunk in chunks:
         if chunk.dim() == 2:
             grad.addmm_(chunk.t(), dy[n0:n1].reshape(-1, filters))
@@ -85,7 +74,7 @@ def kernel_gradient(xp, dy, kernel_shape, strides, dilation, patches=None):
     return grad.view(kernel_shape)
 
 
-def input_gradient(dy, kernel, padded_hw, strides, dilation):
+def input_gradient(job, dy, kernel):
     """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f], one offset at a time.
 
     Per kernel offset, one matmul into a reused (N, Ho, Wo, C) buffer and one in-place add to
@@ -93,9 +82,9 @@ def input_gradient(dy, kernel, padded_hw, strides, dilation):
     stride 1), 2.6× faster on LeNet than scattering all offsets of one big matmul.
     """
     kh, kw, channels, filters = kernel.shape
-    (sh, sw), (dh, dw) = strides, dilation
+    (sh, sw), (dh, dw) = job.strides, job.dilation
     n, ho, wo, _ = dy.shape
-    dxp = dy.new_zeros((n, *padded_hw, channels))
+    dxp = dy.new_zeros((n, *job.padded_hw, channels))
     dy2d = dy.reshape(-1, filters)
     term = dy.new_empty((n, ho, wo, channels))
     for a in range(kh):

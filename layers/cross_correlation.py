@@ -12,27 +12,17 @@ class CrossCorrelation2D(keras.layers.Conv2D):
 
     ``Y[n, i, j, f] = Σ_a Σ_b Σ_c X[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f] + bias[f]``
 
-    It subclasses ``keras.layers.Conv2D`` and keeps its constructor, defaults, argument validation and
-    error messages, weights (``kernel`` of shape ``(kh, kw, in_channels // groups, filters)`` and
-    ``bias``), ``compute_output_shape`` and config (plus ``algorithm``), so a model can switch between the
-    two and keep its weights. ``call`` differs: just strided slices, ``pad`` and matmul/einsum.
+    A ``keras.layers.Conv2D`` subclass with its arguments, defaults, checks and error messages,
+    weights (``kernel`` ``(kh, kw, in_channels // groups, filters)``, ``bias``), output shape and
+    config, so a model can switch between the two and keep its weights; only ``call`` differs.
+    Two additions:
 
-    Args:
-        filters: number of output channels.
-        kernel_size: int or (kh, kw).
-        strides: int or (sh, sw). Default 1.
-        padding: ``"valid"`` (default) or ``"same"`` as in Conv2D, or explicit zero padding (PyTorch /
-            d2l style): an int ``p``, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))``. The
-            output length along an axis is ``floor((n + p_total − d·(k − 1) − 1) / s) + 1``.
-        data_format: ``"channels_last"`` or ``"channels_first"``; default from Keras config.
-        dilation_rate: int or (dh, dw). Cannot exceed 1 together with strides > 1.
-        groups: number of channel groups (block-diagonal kernel).
-        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as Conv2D.
-        algorithm: how the formula is arranged (``kcnn.layers.dispatch``): ``"auto"`` (default: picked
-            per call from the shapes and the backend), ``"reference"`` (the formula as written,
-            ``kcnn.layers.corr2d.cross_correlate``, differentiated automatically), ``"im2col"`` or
-            ``"kernel_rows"`` or ``"bands"``. All compute the same numbers.
+    * ``padding`` also takes explicit zero padding (PyTorch / d2l style): an int ``p``, a pair
+      ``(ph, pw)`` or ``((top, bottom), (left, right))``; the output length along an axis is then
+      ``floor((n + p_total − d·(k − 1) − 1) / s) + 1``.
+    * ``algorithm``: how the formula is arranged (``kcnn.layers.dispatch.ALGORITHMS``): ``"auto"``
+      (default, picked per call), ``"reference"`` (the formula as written, autodiff), or a named
+      arrangement. All compute the same numbers.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", algorithm="auto", **kwargs):
@@ -64,14 +54,10 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         return (input_shape[0], *out, self.filters) if channels_last else (input_shape[0], self.filters, *out)
 
     def _stored_dtype_kernel(self):
-        """The kernel as a tensor in its variables' dtype (float32 under a mixed policy), plus the LoRA
-        update ``(lora_alpha / lora_rank) · A·B`` when LoRA is on (Conv2D's ``kernel`` adds it too, but
-        casts the sum to the compute dtype), so the kernel gradient stays float32.
-
-        Read as tensors inside the scope: on TensorFlow ``convert_to_tensor`` hands back the variable
-        itself, whose later reads autocast to bfloat16. With LoRA on, ``self.kernel`` is the merged
-        tensor, so the stored kernel is Conv2D's ``_kernel`` variable.
-        """
+        """The kernel in its variables' dtype (float32 under a mixed policy), plus the LoRA update
+        ``(lora_alpha / lora_rank) · A·B`` when LoRA is on, so the kernel gradient stays float32
+        (Conv2D's ``kernel`` casts the merged sum to the compute dtype). Read as tensors inside the
+        scope: on TensorFlow the variable itself would autocast on later reads."""
         with keras_compat.AutocastScope(None):
             kernel = ops.convert_to_tensor(keras_compat.stored_kernel(self).value)
             if not self.lora_enabled:
@@ -82,14 +68,8 @@ class CrossCorrelation2D(keras.layers.Conv2D):
 
     def call(self, inputs, training=None):
         """``Y = corr2d(pad(X), K) + b``, d2l's formula, for every example and channel:
-
-        ``Y[n, i, j, f] = Σ_a Σ_b Σ_c Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f] + b[f]``
-
-        ``correlation.correlate`` gathers the windows and multiplies them by the kernel in the
-        arrangement ``kcnn.layers.dispatch`` picks (``training=True``: with the hand-written
-        backward pass); ``algorithm="reference"`` runs the formula as written
-        (``kcnn.layers.corr2d.cross_correlate``: one strided slice and matmul per kernel offset).
-        """
+        ``correlation.correlate`` gathers the windows of the padded input and multiplies them by
+        the kernel (``training=True``: with the hand-written backward pass)."""
         x = inputs if self.data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
         (top, bottom), (left, right) = validation.resolve_padding(
             self.padding, tuple(ops.shape(x)[1:3]), self.kernel_size, self.strides, self.dilation_rate)

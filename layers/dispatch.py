@@ -1,40 +1,30 @@
 """The one place that decides which arrangement of the cross-correlation formula runs, and why each exists.
 
 :func:`choose` is a pure function of the layer's shapes, the backend and the call's context; its
-:class:`Plan` names the arrangement (``kcnn.layers.correlation`` runs it). Each arrangement kept beats
-the simpler alternative by at least 10 % on the backend where it runs; ``kcnn-bench --section conv``
-measures each against the reference (its ``arrangements`` rows). Figures below: one ``train_on_batch``
-step at Keras's defaults, median of 5, fresh process per arrangement, interleaved, two repetitions, on a
-2-core CPU shared with other jobs (times are noisy; peak RSS is stable). LeNet: d2l's two conv layers,
-batch 256. Large: one 3×3 64→64 layer, 56², batch 16.
+:class:`Plan` names the arrangement (``kcnn.layers.correlation`` runs it). Each one kept beats the
+simpler alternative by at least 10 % where it runs; ``kcnn-bench --section conv`` measures each
+(its ``arrangements`` rows). Figures: one ``train_on_batch`` step at Keras's defaults, median of 5,
+fresh process per arrangement, 2-core CPU. LeNet: d2l's two conv layers, batch 256; large: one 3×3
+64→64 layer, 56², batch 16; VGG block: 112², batch 32.
 
-* ``"reference"`` — ``kcnn.layers.corr2d.cross_correlate``: one slice and matmul per kernel offset,
-  autodiff. The simplest form, and the oracle; runs only when asked for (``algorithm="reference"``).
-* ``"im2col"`` — every window of every example in one patch matrix, one matmul, hand-written
-  backward: JAX LeNet 109–127 ms vs reference 152–164 ms. Chosen while that matrix holds at most
-  :data:`MAX_PATCH_ELEMENTS` elements.
-* ``"kernel_rows"`` — larger layers: one kernel row of windows at a time (kh matmuls): JAX large
-  556–568 ms vs reference 892–1,140 ms; PyTorch with autograd on, peak RSS 1,310 MB vs 1,528 MB.
-* ``"torch"`` — eager PyTorch with autograd off (in the hand-written backward, or under
-  ``torch.no_grad`` as in ``predict``), one group: ``correlation_torch``'s reused patch buffer;
-  ``"im2col"`` and ``"auto"`` run it there. VGG block step 760–845 ms vs 1,963–2,009 ms with the
-  keras.ops arrangements (:data:`TORCH_MODULE` off: the band loop), peak RSS 1,656 vs 1,793–1,856 MiB.
+* ``"reference"`` — ``kcnn.layers.corr2d.cross_correlate``, autodiff: the oracle, only when asked.
+* ``"im2col"`` — every window in one patch matrix, one matmul, hand-written backward, while that
+  matrix holds at most :data:`MAX_PATCH_ELEMENTS`: JAX LeNet 109–127 ms vs reference 152–164 ms.
+* ``"kernel_rows"`` — larger layers, one kernel row of windows per matmul: JAX large 556–568 ms vs
+  reference 892–1,140 ms; PyTorch with autograd on, peak RSS 1,310 MB vs 1,528 MB.
+* ``"torch"`` — eager PyTorch with autograd off (the hand-written backward, ``torch.no_grad``), one
+  group: ``correlation_torch``'s reused patch buffer. VGG block step 760–845 ms vs 1,963–2,009 ms
+  with the keras.ops arrangements (:data:`TORCH_MODULE` off), peak RSS 1,656 vs 1,793–1,856 MiB.
 * ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, stride 1
-  along rows: each kernel row as a Toeplitz matrix, one matmul over every (example, output row)
-  pair (``correlation_toeplitz``). LeNet's second layer (14², 6 → 16, batch 256), XLA-compiled:
-  forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; input gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8;
-  eager PyTorch, LeNet's layers forward + backward: 11.1 / 14.9 ms vs the torch module's 13.5 / 19.3.
-* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
-  bands of output rows (``correlation_bands``), each band's patch matrix within
-  :data:`MAX_PATCH_ELEMENTS`, so memory stays flat in the image size. At the 56² batch-16 layer it
-  saved only 3–6 % peak RSS over ``kernel_rows``, and was deleted for that; at a VGG block's 112²,
-  batch 32, the explicit layer's ``fit`` peaked at 1,989 MiB with it and 3,368 MiB without
-  (TensorFlow, built-in Conv2D 1,889 MiB), so it is back. ``kcnn-bench --section conv`` measures
-  it against ``kernel_rows`` on that block.
-* ``xla`` — in a TensorFlow graph (``model.fit`` on CPU: no XLA by default) the band loop's forward
-  and each gradient are XLA-compiled: VGG block ``fit`` peak RSS 1,997 MiB vs 2,702 MiB as plain graph
-  ops (TF built-in Conv2D 1,889). Elsewhere it does not pay: LeNet step with the Toeplitz matmuls
-  27.1 vs 25.1 ms plain, with im2col 52.5 vs 49.6 ms.
+  along rows. LeNet's second layer, XLA: forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; input
+  gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8; eager PyTorch, LeNet forward + backward 11.1 / 14.9 ms
+  vs the torch module's 13.5 / 19.3.
+* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop
+  over bands of output rows, so memory stays flat in the image size. VGG block ``fit`` peak RSS
+  1,989 MiB vs 3,368 MiB with ``kernel_rows`` (TensorFlow; built-in Conv2D 1,889 MiB).
+* ``xla`` — in a TensorFlow graph the band loop's forward and gradients are XLA-compiled: VGG block
+  ``fit`` peak RSS 1,997 MiB vs 2,702 MiB as plain graph ops. Elsewhere it does not pay (LeNet
+  step, Toeplitz matmuls: 27.1 vs 25.1 ms plain).
 
 :func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
 """

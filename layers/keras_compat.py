@@ -1,16 +1,10 @@
-"""The one place kcnn reaches into Keras's private code (``keras.src``), for names Keras has no public form of.
+"""The one place kcnn reaches into Keras's private code (``keras.src``), for names with no public form.
 
-Every other module imports these from here, so a Keras release that moves one breaks this file only,
-with an ``ImportError`` naming the name and where it used to live (``tests/layers/test_keras_compat.py``
-fails naming it). ``pyproject.toml`` bounds ``keras < 4``.
-
-* :data:`AutocastScope` — reads variables in their stored dtype under a mixed-precision policy;
-* :func:`standardize_data_format`, :func:`standardize_tuple`, :func:`standardize_padding` —
-  Keras's own argument checks, so kcnn's layers raise Conv2D's exact messages;
-* :func:`keras_home` — the folder Keras caches downloads in (``$KERAS_HOME`` as read at import, else
-  ``~/.keras``);
-* :func:`stored_kernel` — Conv2D's kernel variable itself (``_kernel``): with LoRA on, the public
-  ``kernel`` is the merged tensor, not the variable.
+A Keras release that moves one breaks this file only, with an ``ImportError`` naming it
+(``tests/layers/test_keras_compat.py`` checks each); ``pyproject.toml`` bounds ``keras < 4``.
+:data:`AutocastScope` reads variables in their stored dtype; ``standardize_*`` are Keras's own
+argument checks (Conv2D's exact messages); :func:`keras_home` is Keras's download cache folder;
+:func:`stored_kernel` is Conv2D's kernel variable (with LoRA on, ``kernel`` is the merged tensor).
 """
 
 import importlib

@@ -1,13 +1,8 @@
-"""Explicit 2-D max and average pooling layers.
+"""Explicit 2-D max and average pooling: strided slices of the padded input (the convolution's
+`offset_slice`) combined with `keras.ops.where` (maximum) or `add` (average), no pooling primitive.
 
-Both layers combine strided slices of the (padded) input (`kcnn.layers.corr2d.offset_slice`, the
-convolution's) with `keras.ops` element-wise operations (`where` for the maximum, `add` for the
-average); no backend pooling primitive is used. `padding` is either Keras's `"valid"` / `"same"`
-(results equal to `keras.layers.MaxPooling2D` / `AveragePooling2D`, where `"same"` average pooling
-divides by the number of real, unpadded elements in each window) or explicit zero padding as in
-`torch.nn.MaxPool2d` / `AvgPool2d`: an int, a pair `(ph, pw)` or `((top, bottom), (left, right))`;
-max pooling then pads with −inf (in practice the lowest finite value of the dtype) and average
-pooling counts the padded zeros (`count_include_pad=True`).
+`padding` is Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
+`AveragePooling2D`) or explicit padding as in `torch.nn.MaxPool2d` / `AvgPool2d`.
 """
 import functools
 
@@ -22,11 +17,8 @@ __all__ = ["MaxPool2D", "AvgPool2D"]
 
 
 def standardize_pool_padding(padding, pool_size):
-    """Returns `"valid"`, `"same"` or `((top, bottom), (left, right))` for a pooling `padding`.
-
-    Explicit padding must not exceed half the pool size on any side (the rule of
-    `torch.nn.MaxPool2d`): a wider pad would create windows holding padding only.
-    """
+    """`"valid"`, `"same"` or `((top, bottom), (left, right))`; explicit padding at most half the
+    pool size on any side (`torch.nn.MaxPool2d`'s rule: no window of padding only)."""
     pairs = validation.standardize_padding(padding)
     if isinstance(pairs, str):
         return pairs
@@ -46,9 +38,8 @@ def _reduce_axis(x, axis, pool, stride, combine):
 
 
 def _lowest(dtype):
-    """The most negative finite value of a float dtype: the padding of max pooling. It acts as −inf
-    (every window holds at least one real input, which is ≥ it), but stays finite because ONNX
-    converters such as tf2onnx lower `where(c, x, y)` to c·x + (1 − c)·y, and 0 · −inf is NaN."""
+    """The most negative finite value of a float dtype: max pooling's padding, −inf in effect but
+    finite, as tf2onnx lowers `where(c, x, y)` to c·x + (1 − c)·y and 0 · −inf is NaN."""
     return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
 
 
@@ -92,23 +83,16 @@ class _Pool2D(keras.layers.Layer):
         return ops.pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
 
     def _reduce_windows(self, padded, combine):
-        """Combines each pool window of channels_last `padded` with the binary `combine` (max or +).
-
-        Both reductions are separable, so the width is reduced first and then the height: a
-        pool_h × pool_w window costs pool_h + pool_w strided slices instead of pool_h · pool_w.
-        """
+        """Each pool window of channels_last `padded` combined with `combine` (max or +); separable,
+        so the width is reduced first, then the height: pool_h + pool_w slices, not pool_h · pool_w."""
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
         return _reduce_axis(_reduce_axis(padded, 2, k_w, s_w, combine), 1, k_h, s_h, combine)
 
     def _tiled_reduce(self, padded, reduce):
-        """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool), or None.
-
-        ``padded`` is cropped to whole windows and reduced in two reshapes: the kh rows of each
-        window become one axis (reduced), then the kw columns (reduced). Both gradients are plain
-        broadcasts, where strided slices cost one padded copy per window offset; two 3-D
-        reductions run 2× faster on TensorFlow-CPU than one over two axes of a 6-D view.
-        Needs static spatial and channel sizes.
-        """
+        """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool, static sizes),
+        else None: ``padded`` cropped to whole windows, its rows then its columns reduced through
+        reshapes, whose gradients are broadcasts (strided slices cost a padded copy per offset);
+        two 3-D reductions run 2× faster on TensorFlow-CPU than one over a 6-D view."""
         (h, w, c), (kh, kw) = padded.shape[1:], self.pool_size
         if tuple(self.strides) != tuple(self.pool_size) or not all(isinstance(v, int) for v in (h, w, c)):
             return None

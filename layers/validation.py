@@ -1,10 +1,5 @@
-"""Argument checks and padding arithmetic shared by the convolution and pooling layers, and kcnn core.
-
-:func:`standardize_choice` and :func:`standardize_padding` raise ``ValueError`` naming the argument,
-the value and what is accepted (for ``"valid"`` / ``"same"``, Keras's own check); :func:`same_padding`,
-:func:`resolve_padding` and :func:`output_length` are the arithmetic. Checks that need no Keras
-(``check_positive``) live in ``kcnn.export.checks``.
-"""
+"""Argument checks (``ValueError`` naming the argument, the value and what is accepted) and the
+padding arithmetic shared by the convolution and pooling layers, and kcnn core."""
 
 import numbers
 
@@ -27,11 +22,8 @@ def standardize_choice(value, name, accepted):
 
 
 def standardize_explicit_padding(padding):
-    """Normalise an explicit padding spec to ``((top, bottom), (left, right))``, or None for a string.
-
-    Accepts an int ``p``, a pair ``(ph, pw)`` or ``((top, bottom), (left, right))`` of non-negative ints
-    (lists too, as they come back from a saved config); anything else raises ``ValueError``.
-    """
+    """``((top, bottom), (left, right))`` from an int, a pair or a pair of pairs of non-negative ints
+    (lists too, as a saved config holds them), None for a string; anything else: ``ValueError``."""
     if isinstance(padding, str):
         return None
     error = f"The `padding` argument must be {PADDING_ACCEPTED}. Received padding={padding!r}"
@@ -64,12 +56,9 @@ def output_length(size, kernel, stride=1, dilation=1, pad_total=0):
 
 
 def same_padding(size, kernel, stride=1, dilation=1):
-    """(before, after) zero padding that Keras/TensorFlow use for ``padding="same"``.
-
-    ``size`` may be a scalar tensor (a spatial size known only at run time, or a traced one: a
-    PyTorch export traces sizes as int64 tensors). With stride 1 the padding does not depend on
-    the size and is always a Python int.
-    """
+    """(before, after) zero padding of Keras/TensorFlow's ``padding="same"``. ``size`` may be a
+    scalar tensor (known only at run time, or traced as int64 by a PyTorch export); at stride 1
+    the padding does not depend on it."""
     if stride == 1:
         total = dilation * (kernel - 1)
     else:

@@ -52,7 +52,7 @@ def _model(model_name, variant, size):
 
     from kcnn import models
     from kcnn.layers import CrossCorrelation2D
-    from kcnn.layers.introspection import iter_layers
+    from kcnn.export.introspection import iter_layers
 
     keras.utils.set_random_seed(0)
     batch, shape = SHAPES[model_name][size]

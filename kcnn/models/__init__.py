@@ -15,7 +15,7 @@ Example::
     model.save("model.keras")
     same = kcnn.models.load("model.keras")  # in any later script: no other import needed
 """
-from kcnn.layers.introspection import conv_kind
+from kcnn.export.introspection import conv_kind
 from kcnn.models.families.alexnet import alexnet
 from kcnn.models.checks import CONVS
 from kcnn.models.convert import convert

@@ -107,7 +107,7 @@ def _twin(model, build, *, policy=None):
 
 
 def _first_conv_kernel(model):
-    from kcnn.layers.introspection import is_convolution, iter_layers
+    from kcnn.export.introspection import is_convolution, iter_layers
 
     return next((layer for layer in iter_layers(model) if is_convolution(layer) and layer.built), None)
 

@@ -239,7 +239,7 @@ def resolve_jit_compile(value, model, backend=None, *, distributed=False, device
         raise ValueError(f"jit_compile must be 'auto', True or False; received {value!r}")
     if value != "auto" or distributed:
         return value
-    from kcnn.layers.introspection import conv_kind
+    from kcnn.export.introspection import conv_kind
 
     backend = backend or keras.backend.backend()
     device = device or ("cpu" if device_report()["device"] == "cpu" else "gpu")

@@ -119,7 +119,9 @@ def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides,
 def test_toeplitz_kernel_gradient_equals_the_formula_at_any_strides(kernel_size, strides, dilation, channels, rng):
     """dK from whole input rows against a NumPy loop of dK = Σ window · dY (the arrangement's forward
     and input gradient, stride 1 along rows, are checked against the reference above)."""
+    from kcnn.layers.correlation import Job
     from kcnn.layers.correlation_toeplitz import kernel_gradient
+    from kcnn.layers.dispatch import Plan
 
     xp = rng.normal(size=(2, 11, 12, channels)).astype("float32")
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
@@ -129,7 +131,8 @@ def test_toeplitz_kernel_gradient_equals_the_formula_at_any_strides(kernel_size,
     for a, b in itertools.product(range(kh), range(kw)):
         window = xp[:, a * dh : a * dh + (ho - 1) * sh + 1 : sh, b * dw : b * dw + (wo - 1) * sw + 1 : sw]
         want[a, b] = np.einsum("nijc,nijf->cf", window, dy)
-    got = kernel_gradient(ops.convert_to_tensor(xp), ops.convert_to_tensor(dy), want.shape, strides, dilation)
+    job = Job(Plan("toeplitz"), strides, dilation, 1, (ho, wo), (11, 12))
+    got = kernel_gradient(job, ops.convert_to_tensor(xp), ops.convert_to_tensor(dy), want.shape)
     np.testing.assert_allclose(ops.convert_to_numpy(got), want, atol=1e-4)
 
 
