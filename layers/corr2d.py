@@ -54,20 +54,16 @@ def corr2d(x, kernel):
 
         Y[i, j] = Σ_a Σ_b X[i + a, j + b] · K[a, b],   a < k_h, b < k_w.
 
-    No kernel flip (that would be a convolution) and no padding. It is computed as the sum over the
-    `k_h · k_w` kernel offsets of a shifted slice of `x` times that offset's weight, with
-    `keras.ops` only (no convolution primitive), so it differentiates on every backend.
+    No kernel flip (that would be a convolution) and no padding: the sum over the `k_h · k_w`
+    kernel offsets of a shifted slice of `x` times that offset's weight, with `keras.ops` only,
+    so it differentiates on every backend.
 
     Args:
-        x: 2-D array-like (NumPy array, nested list or backend tensor) of shape `(n_h, n_w)`.
-        kernel: 2-D array-like of shape `(k_h, k_w)` with `k_h <= n_h` and `k_w <= n_w`.
+        x: 2-D array-like (NumPy array, nested list or backend tensor), `(n_h, n_w)`.
+        kernel: 2-D array-like, `(k_h, k_w)` with `k_h <= n_h` and `k_w <= n_w`.
 
-    Returns:
-        A backend tensor of shape `(n_h - k_h + 1, n_w - k_w + 1)`. Its dtype is the promoted
-        floating dtype of the inputs (`keras.config.floatx()` for integer inputs).
-
-    Raises:
-        ValueError: if `x` or `kernel` is not 2-D, or the kernel is larger than the input.
+    Returns a backend tensor in the promoted floating dtype (`keras.config.floatx()` for
+    integers); raises `ValueError` if either is not 2-D or the kernel is larger than `x`.
 
     Example:
         >>> corr2d([[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]])

@@ -15,14 +15,13 @@ the window was read. ``algorithm="reference"`` runs ``kcnn.layers.corr2d.cross_c
 (the formula as written) under autodiff.
 """
 
-import importlib
 from typing import NamedTuple
 
 import keras
 from keras import ops
 from keras.backend import backend
 
-from kcnn.layers import dispatch, validation
+from kcnn.layers import correlation_bands, correlation_im2col, correlation_toeplitz, dispatch, validation
 from kcnn.layers.corr2d import cross_correlate
 from kcnn.layers.correlation_im2col import torch_views_usable
 
@@ -55,7 +54,7 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
     if plan.path == "reference":
         return cross_correlate(xp, ops.cast(kernel, xp.dtype), strides, dilation, groups)
     job = Job(plan, tuple(strides), tuple(dilation), groups, out_hw, padded_hw)
-    arrangement = importlib.import_module(f"kcnn.layers.correlation_{_MODULES.get(plan.path, 'im2col')}")
+    arrangement = _arrangement(plan.path)
     if not plan.hand_written_backward:
         return arrangement.forward(job, xp, ops.cast(kernel, xp.dtype))[0]
 
@@ -93,8 +92,13 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
     return lean(xp, ops.copy(kernel))
 
 
-# The module of each arrangement that has its own ("im2col" and "kernel_rows" share one).
-_MODULES = {"bands": "bands", "toeplitz": "toeplitz", "torch": "torch"}
+def _arrangement(path):
+    """The module that runs ``path`` ("im2col" and "kernel_rows" share one; torch's imports torch)."""
+    if path == "torch":
+        from kcnn.layers import correlation_torch
+
+        return correlation_torch
+    return {"bands": correlation_bands, "toeplitz": correlation_toeplitz}.get(path, correlation_im2col)
 
 
 def _torch_autograd_off(training):

@@ -36,6 +36,10 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 
 # The most elements one patch matrix (im2col buffer) may hold before the work is split.
 MAX_PATCH_ELEMENTS = 1 << 23
+# A band's patch matrix holds at most MAX_PATCH_ELEMENTS / BAND_SHARE elements (2^21, 8 MiB of float32):
+# VGG block train pass (kcnn-bench's floor child) TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row
+# bands of 2^23, JAX 858–1,063 vs 1,061–1,272: a band that stays in cache is faster and smaller.
+BAND_SHARE = 4
 # Keras's default batch size: how many examples to plan for when the batch is dynamic.
 ASSUMED_BATCH = 32
 # False: TensorFlow graphs run the band loop as plain graph ops (kcnn-bench's comparison).
@@ -70,11 +74,10 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
            dilation=(1, 1), torch_autograd_off=False, tf_graph=False):
     """The :class:`Plan` for one call of the layer.
 
-    ``algorithm`` is one of :data:`ALGORITHMS`; ``training``: the hand-written backward pass is wanted;
-    ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo); ``kernel_shape``: (kh, kw, C/g, F).
-    ``torch_autograd_off``: on PyTorch, the forward runs eagerly with autograd off and is not traced for
-    export (always inside the hand-written backward); ``tf_graph``: on TensorFlow, a graph is being
-    traced (``model.fit``'s train function).
+    ``algorithm``: one of :data:`ALGORITHMS`; ``training``: the hand-written backward is wanted;
+    ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo); ``kernel_shape``: (kh, kw, C/g, F);
+    ``torch_autograd_off``: eager PyTorch with autograd off, not exporting; ``tf_graph``: TensorFlow
+    tracing a graph (``model.fit``'s train function).
     """
     if algorithm == "reference":
         return Plan("reference")
@@ -106,9 +109,10 @@ def toeplitz_pays(out_hw, kernel_shape, strides, dilation):
 
 
 def band_rows(batch, out_hw, kernel_hw, channels):
-    """Output rows per band: the largest divisor of Ho whose patches fit the budget (≥ 1)."""
+    """Output rows per band: the largest divisor of Ho whose patches fit a band's budget (≥ 1)."""
     per_row = patch_elements(batch, (1, out_hw[1]), kernel_hw, channels)
-    fitting = [r for r in range(1, out_hw[0]) if out_hw[0] % r == 0 and r * per_row <= MAX_PATCH_ELEMENTS]
+    budget = MAX_PATCH_ELEMENTS // BAND_SHARE
+    fitting = [r for r in range(1, out_hw[0]) if out_hw[0] % r == 0 and r * per_row <= budget]
     return max(fitting, default=1)
 
 

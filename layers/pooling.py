@@ -140,16 +140,12 @@ class _Pool2D(keras.layers.Layer):
 
 _ARGS_DOC = """
     Args:
-        pool_size: int or tuple of 2 positive ints `(pool_h, pool_w)`, the window size.
-        strides: int, tuple of 2 positive ints, or `None` (the default, meaning `pool_size`).
-        padding: `"valid"` (no padding) or `"same"` (output size `ceil(n / stride)`, as
-            Keras), both case-insensitive; or explicit zero padding like PyTorch: an int `p`,
-            a pair `(p_h, p_w)` or `((top, bottom), (left, right))`, each at most half the
-            pool size. Output size along an axis: `floor((n + p_total - pool) / stride) + 1`.
-        data_format: `"channels_last"` (`(batch, H, W, C)`) or `"channels_first"`
-            (`(batch, C, H, W)`); defaults to `keras.config.image_data_format()`.
-        name: layer name.
-        **kwargs: other `keras.layers.Layer` arguments (e.g. `dtype`).
+        pool_size: int or pair `(pool_h, pool_w)`; strides: int, pair or `None` (= `pool_size`).
+        padding: `"valid"` or `"same"` (output size `ceil(n / stride)`, as Keras); or explicit
+            padding as PyTorch: an int, a pair `(p_h, p_w)` or `((top, bottom), (left, right))`,
+            each at most half the pool size; output size `floor((n + p_total - pool) / stride) + 1`.
+        data_format: `"channels_last"` or `"channels_first"` (default: Keras's config).
+        name, **kwargs: as `keras.layers.Layer` (e.g. `dtype`).
 """
 
 
@@ -157,11 +153,9 @@ _ARGS_DOC = """
 class MaxPool2D(_Pool2D):
     """Explicit 2-D max pooling: Y[n, i, j, c] = max_{a, b} X[n, i·s_h + a, j·s_w + b, c].
 
-    The maximum over the shifted, strided slices of the padded input (along the width, then along
-    the height), built with element-wise `keras.ops.where` so that the gradient of each output goes
-    to exactly one input: the first maximum of its window in row-major order, as in
-    `torch.nn.MaxPool2d`. Padded positions hold the lowest finite value of the dtype (−inf in
-    effect), so they never win.
+    `keras.ops.where` over the strided slices of the padded input, so each output's gradient goes
+    to one input, the first maximum of its window (as `torch.nn.MaxPool2d`). Padding holds the
+    dtype's lowest finite value (−inf in effect), so it never wins.
     """
 
     def _pool(self, x):
@@ -175,9 +169,8 @@ class AvgPool2D(_Pool2D):
     """Explicit 2-D average pooling: Y[n, i, j, c] = Σ_{a,b} X[n, i·s_h + a, j·s_w + b, c] / count.
 
     `count` is `pool_h · pool_w` for `"valid"` and explicit padding (padded zeros count, as
-    `torch.nn.AvgPool2d(count_include_pad=True)`), and the number of unpadded elements in the
-    window for `"same"` (as `keras.layers.AveragePooling2D`). float16/bfloat16 inputs are summed
-    in float32 and the result is cast back.
+    `torch.nn.AvgPool2d(count_include_pad=True)`), the window's unpadded elements for `"same"`
+    (as Keras). float16/bfloat16 inputs are summed in float32.
     """
 
     def _pool(self, x):

@@ -1,10 +1,14 @@
 """The matmul floor of an explicit convolution, for ``kcnn-bench --section conv``.
 
 Any cross-correlation built from slices and matmuls does at least the matmuls of im2col: the
-forward ``patches · K`` and the kernel gradient ``patchesᵀ · dY``, here timed on patches that are
-*already gathered* (no gather cost at all), against the backend's own convolution forward plus
-kernel gradient on the same VGG-block shape. A floor ratio above a time target means no such
-formulation can meet it with that backend's matmul on this machine.
+forward ``patches · K``, the kernel gradient ``patchesᵀ · dY`` and the patches' gradient
+``dY · Kᵀ``, here timed on patches that are *already gathered* (no gather or scatter at all). On
+the same VGG-block shape, and compiled the same way, the child also times the backend's own
+convolution and the explicit layer (``kcnn.layers.correlation.correlate`` in its training
+arrangement), each forward plus both gradients. ``ratio`` (matmuls ÷ convolution) above a time
+target means no such formulation can meet it with that backend's matmul on this machine;
+``explicit_vs_floor`` (explicit ÷ matmuls) is what the explicit layer pays for gathering the
+windows and scattering their gradients.
 
 Runs in a benchmark child (``conv:floor``): the backend is imported only inside ``child_floor``.
 """
@@ -33,42 +37,54 @@ def _compiled(fn, jit):
     return fn
 
 
-def _conv_forward_and_kernel_gradient():
-    """f(x, k, dy) → (conv(x, k), ∂⟨conv(x, k), dy⟩/∂k) with the backend's autodiff."""
+def _forward_and_gradients(layer):
+    """f(x, k, dy) → (layer(x, k), ∂⟨y, dy⟩/∂x, ∂⟨y, dy⟩/∂k) with the backend's autodiff."""
     import keras
-    from keras import ops
 
     backend = keras.backend.backend()
-
-    def conv(x, k):
-        return ops.conv(x, k, padding="same")
-
     if backend == "tensorflow":
         import tensorflow as tf
 
         def fn(x, k, dy):
             with tf.GradientTape() as tape:
-                tape.watch(k)
-                y = conv(x, k)
-            return y, tape.gradient(y, k, output_gradients=dy)
+                tape.watch([x, k])
+                y = layer(x, k)
+            return (y, *tape.gradient(y, [x, k], output_gradients=dy))
     elif backend == "jax":
         import jax
 
         def fn(x, k, dy):
-            y, vjp = jax.vjp(lambda kernel: conv(x, kernel), k)
-            return y, vjp(dy)[0]
+            y, vjp = jax.vjp(layer, x, k)
+            return (y, *vjp(dy))
     else:
         import torch
 
         def fn(x, k, dy):
-            k = k.detach().requires_grad_()
-            y = conv(x, k)
-            return y, torch.autograd.grad(y, k, dy)[0]
+            x, k = x.detach().requires_grad_(), k.detach().requires_grad_()
+            y = layer(x, k)
+            return (y, *torch.autograd.grad(y, (x, k), dy))
     return fn
 
 
+def _conv(x, k):
+    from keras import ops
+
+    return ops.conv(x, k, padding="same")
+
+
+def _explicit(x, k):
+    """The explicit layer's training pass at padding "same" (what ``CrossCorrelation2D.call`` runs)."""
+    from keras import ops
+
+    from kcnn.layers import correlation
+
+    pad = KERNEL // 2
+    xp = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return correlation.correlate(xp, k, (1, 1), (1, 1), training=True)
+
+
 def child_floor(spec):
-    """Matmul floor vs convolution (forward + kernel gradient) for one configuration."""
+    """Matmuls alone vs the convolution vs the explicit layer (forward + both gradients)."""
     import numpy as np
     from keras import ops
 
@@ -83,15 +99,19 @@ def child_floor(spec):
 
     x, k, dy = tensor(batch, h, w, channels), tensor(KERNEL, KERNEL, channels, filters), tensor(batch, h, w, filters)
     patches, weights, dy2d = tensor(rows, depth), ops.reshape(k, (depth, filters)), ops.reshape(dy, (rows, filters))
-    conv = _compiled(_conv_forward_and_kernel_gradient(), spec["jit"])
-    matmuls = _compiled(lambda p, w_, d: (ops.matmul(p, w_), ops.matmul(ops.transpose(p), d)), spec["jit"])
-    times = {"conv": [], "matmul": []}
-    calls = {"conv": lambda: conv(x, k, dy), "matmul": lambda: matmuls(patches, weights, dy2d)}
+    conv = _compiled(_forward_and_gradients(_conv), spec["jit"])
+    explicit = _compiled(_forward_and_gradients(_explicit), spec["jit"])
+    matmuls = _compiled(lambda p, w_, d: (ops.matmul(p, w_), ops.matmul(ops.transpose(p), d),
+                                          ops.matmul(d, ops.transpose(w_))), spec["jit"])
+    calls = {"conv": lambda: conv(x, k, dy), "explicit": lambda: explicit(x, k, dy),
+             "matmul": lambda: matmuls(patches, weights, dy2d)}
+    times = {name: [] for name in calls}
     for fn in calls.values():
         fn()  # compile
     for _ in range(spec["repeats"]):
         for name, fn in calls.items():
             times[name] += bench.time_calls(fn, warmup=0, repeats=1)
-    conv_ms, matmul_ms = bench.median(times["conv"]) * 1e3, bench.median(times["matmul"]) * 1e3
-    return {"model": MODEL, "batch": batch, "input": f"{h}x{w}x{channels}", "conv_ms": conv_ms,
-            "matmul_ms": matmul_ms, "ratio": matmul_ms / conv_ms}
+    ms = {name: bench.median(t) * 1e3 for name, t in times.items()}
+    return {"model": MODEL, "batch": batch, "input": f"{h}x{w}x{channels}", "conv_ms": ms["conv"],
+            "matmul_ms": ms["matmul"], "explicit_ms": ms["explicit"], "ratio": ms["matmul"] / ms["conv"],
+            "explicit_vs_floor": ms["explicit"] / ms["matmul"]}

@@ -129,6 +129,8 @@ def _check_conv(section):
     assert floor["model"] == "vgg_block" and _finite(floor["conv_ms"]) and _finite(floor["matmul_ms"])
     assert floor["ratio"] == pytest.approx(floor["matmul_ms"] / floor["conv_ms"])
     assert floor["floor_within_target"] == (floor["ratio"] <= floor["target"])
+    assert floor["explicit_vs_floor"] == pytest.approx(floor["explicit_ms"] / floor["matmul_ms"])
+    assert floor["explicit_meets_floor_target"] == (floor["explicit_vs_floor"] <= floor["floor_target"])
     assert {r["mode"] for r in section["memory"]} == {"train", "forward"}
     for row in section["memory"]:
         assert row["builtin_peak_mib"] > 50 and row["explicit_peak_mib"] > 50

@@ -21,9 +21,9 @@ VGG_BLOCK = dict(out_hw=(112, 112), kernel_shape=(3, 3, 64, 64), groups=1)
         ("torch", True, 256, LENET_C1, True, "toeplitz", None),
         ("torch", False, 32, dict(LENET_C1, out_hw=(40, 40)), False, "im2col", None),  # wide: no toeplitz
         ("torch", True, 32, dict(LENET_C1, out_hw=(40, 40)), True, "torch", None),
-        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 4),  # dynamic batch planned as 32
-        ("jax", True, 32, VGG_BLOCK, False, "bands", 4),
-        ("jax", False, 32, VGG_BLOCK, False, "bands", 4),
+        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 1),  # dynamic batch planned as 32
+        ("jax", True, 32, VGG_BLOCK, False, "bands", 1),
+        ("jax", False, 32, VGG_BLOCK, False, "bands", 1),
         ("tensorflow", False, None, VGG_BLOCK, False, "kernel_rows", None),  # export: symbolic batch
         ("torch", True, 32, VGG_BLOCK, True, "torch", None),
         ("torch", False, 32, VGG_BLOCK, False, "kernel_rows", None),
@@ -50,8 +50,9 @@ def test_im2col_runs_as_the_torch_module_where_it_applies():
 
 
 def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
-    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
-    assert dispatch.band_rows(None, (112, 112), (3, 3), 64) == 4  # dynamic batch planned as 32
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 1  # 2.06M per row; 2.1M per band
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 16) == 4  # 0.52M per row
+    assert dispatch.band_rows(None, (112, 112), (3, 3), 16) == 4  # dynamic batch planned as 32
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 10)
     assert dispatch.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
 
