@@ -36,9 +36,10 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 
 # The most elements one patch matrix (im2col buffer) may hold before the work is split.
 MAX_PATCH_ELEMENTS = 1 << 23
-# A band's patch matrix holds at most MAX_PATCH_ELEMENTS / BAND_SHARE elements (2^21, 8 MiB of float32):
-# VGG block train pass (kcnn-bench's floor child) TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row
-# bands of 2^23, JAX 858–1,063 vs 1,061–1,272: a band that stays in cache is faster and smaller.
+# In a compiled loop (XLA: JAX, TensorFlow training) a band's patch matrix holds at most
+# MAX_PATCH_ELEMENTS / BAND_SHARE elements (2^21, 8 MiB of float32): VGG block train pass (kcnn-bench's
+# floor child) TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row bands, JAX 858–1,063 vs
+# 1,061–1,272. A plain TensorFlow loop pays per iteration: VGG block predict 1,019 vs 478 ms.
 BAND_SHARE = 4
 # Keras's default batch size: how many examples to plan for when the batch is dynamic.
 ASSUMED_BATCH = 32
@@ -94,8 +95,9 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
         algorithm = "im2col"
     if algorithm == "im2col" and torch_ok:  # the same patch matrix, gathered in chunks
         algorithm = "torch"
-    rows = band_rows(batch, out_hw, (kh, kw), cg * groups) if algorithm == "bands" else None
     xla = TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph and algorithm == "bands"
+    share = BAND_SHARE if xla or backend == "jax" else 1
+    rows = band_rows(batch, out_hw, (kh, kw), cg * groups, share) if algorithm == "bands" else None
     return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows)
 
 
@@ -108,10 +110,10 @@ def toeplitz_pays(out_hw, kernel_shape, strides, dilation):
             and kh * padded_w * channels * out_hw[1] * filters <= TOEPLITZ_MAX_ELEMENTS)
 
 
-def band_rows(batch, out_hw, kernel_hw, channels):
-    """Output rows per band: the largest divisor of Ho whose patches fit a band's budget (≥ 1)."""
+def band_rows(batch, out_hw, kernel_hw, channels, share=1):
+    """Output rows per band: the largest divisor of Ho whose patches fit ``MAX_PATCH_ELEMENTS / share`` (≥ 1)."""
     per_row = patch_elements(batch, (1, out_hw[1]), kernel_hw, channels)
-    budget = MAX_PATCH_ELEMENTS // BAND_SHARE
+    budget = MAX_PATCH_ELEMENTS // share
     fitting = [r for r in range(1, out_hw[0]) if out_hw[0] % r == 0 and r * per_row <= budget]
     return max(fitting, default=1)
 

@@ -21,7 +21,7 @@ VGG_BLOCK = dict(out_hw=(112, 112), kernel_shape=(3, 3, 64, 64), groups=1)
         ("torch", True, 256, LENET_C1, True, "toeplitz", None),
         ("torch", False, 32, dict(LENET_C1, out_hw=(40, 40)), False, "im2col", None),  # wide: no toeplitz
         ("torch", True, 32, dict(LENET_C1, out_hw=(40, 40)), True, "torch", None),
-        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 1),  # dynamic batch planned as 32
+        ("tensorflow", True, None, VGG_BLOCK, False, "bands", 4),  # eager loop; dynamic batch planned as 32
         ("jax", True, 32, VGG_BLOCK, False, "bands", 1),
         ("jax", False, 32, VGG_BLOCK, False, "bands", 1),
         ("tensorflow", False, None, VGG_BLOCK, False, "kernel_rows", None),  # export: symbolic batch
@@ -50,9 +50,9 @@ def test_im2col_runs_as_the_torch_module_where_it_applies():
 
 
 def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
-    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 1  # 2.06M per row; 2.1M per band
-    assert dispatch.band_rows(32, (112, 112), (3, 3), 16) == 4  # 0.52M per row
-    assert dispatch.band_rows(None, (112, 112), (3, 3), 16) == 4  # dynamic batch planned as 32
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
+    assert dispatch.band_rows(None, (112, 112), (3, 3), 64) == 4  # dynamic batch planned as 32
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64, share=4) == 1  # compiled loops: 2.1M
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 10)
     assert dispatch.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
 
@@ -108,9 +108,10 @@ def test_algorithm_round_trips_and_old_configs_load(tmp_path):
 
 
 def test_tensorflow_graphs_compile_the_band_loop_with_xla(monkeypatch):
-    bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
+    bands = dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=32, tf_graph=True,
                             **VGG_BLOCK)
     assert bands.xla and bands.path == "bands"  # one compiled loop reuses one band's buffers
+    assert bands.band_rows == 1  # compiled: cache-sized bands (a plain loop: 4 rows, see test_auto_plans)
     monkeypatch.setattr(dispatch, "TF_GRAPH_XLA", False)  # kcnn-bench's comparison: plain graph ops
     assert not dispatch.choose(backend="tensorflow", training=True, algorithm="auto", batch=8, tf_graph=True,
                                **VGG_BLOCK).xla
@@ -123,11 +124,13 @@ def test_tensorflow_graphs_compile_the_band_loop_with_xla(monkeypatch):
 
 
 def test_without_the_torch_module_eager_pytorch_runs_the_keras_ops_arrangements(monkeypatch):
-    """kcnn-bench's comparison for the torch module: the plans the other backends get."""
+    """kcnn-bench's comparison for the torch module: the plans eager TensorFlow gets (a loop that is
+    not compiled, so bands of the full patch budget)."""
     torch = dict(backend="torch", training=True, algorithm="auto", batch=32, torch_autograd_off=True)
     assert dispatch.choose(**torch, **VGG_BLOCK).path == "torch"
     monkeypatch.setattr(dispatch, "TORCH_MODULE", False)
-    assert dispatch.choose(**torch, **VGG_BLOCK) == dispatch.choose(**dict(torch, backend="jax"), **VGG_BLOCK)
+    eager_tf = dispatch.choose(**dict(torch, backend="tensorflow"), **VGG_BLOCK)
+    assert dispatch.choose(**torch, **VGG_BLOCK) == eager_tf and eager_tf.path == "bands"
     assert dispatch.choose(**dict(torch, algorithm="im2col"), **VGG_BLOCK).path == "im2col"
 
 
