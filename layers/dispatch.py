@@ -20,10 +20,10 @@ fresh process per arrangement, 2-core CPU. LeNet: d2l's two conv layers, batch 2
   gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8; eager PyTorch, LeNet forward + backward 11.1 / 14.9 ms
   vs the torch module's 13.5 / 19.3.
 * ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop
-  over bands of output rows, so memory stays flat in the image size. VGG block ``fit`` peak RSS
-  1,989 MiB vs 3,368 MiB with ``kernel_rows`` (TensorFlow; built-in Conv2D 1,889 MiB).
+  over bands of output rows, so memory stays flat in the image size. VGG block step peak RSS
+  1,397 MiB vs 2,805 MiB with ``kernel_rows`` (TensorFlow), JAX 1,306 vs 2,353.
 * ``xla`` — in a TensorFlow graph the band loop's forward and gradients are XLA-compiled: VGG block
-  ``fit`` peak RSS 1,997 MiB vs 2,702 MiB as plain graph ops. Elsewhere it does not pay (LeNet
+  step peak RSS 1,397 MiB vs 2,178 MiB as plain graph ops. Elsewhere it does not pay (LeNet
   step, Toeplitz matmuls: 27.1 vs 25.1 ms plain).
 
 :func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
