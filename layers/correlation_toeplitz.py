@@ -61,7 +61,7 @@ def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
     """dK: ``G = rowsᵀ · dY`` pairs every input column with every output column; ``dK[a, b]`` sums the
     pairs kernel column ``b`` reads (the Toeplitz pattern). Any strides (the forward keeps no patches)."""
     kh, kw, channels, filters = kernel_shape
-    wp, wo, (sh, sw), (dh, dw) = job.padded_hw[1], job.out_hw[1], job.strides, job.dilation
-    pairs = ops.matmul(ops.transpose(_input_rows(xp, kh, (sh, sw), (dh, dw))), ops.reshape(dy, (-1, wo * filters)))
-    mask = ops.cast(column_pairs(kw, wp, wo, sw, dw), pairs.dtype)
+    wp, wo = job.padded_hw[1], job.out_hw[1]
+    pairs = ops.matmul(ops.transpose(_input_rows(xp, kh, job.strides, job.dilation)), ops.reshape(dy, (-1, wo * filters)))
+    mask = ops.cast(column_pairs(kw, wp, wo, job.strides[1], job.dilation[1]), pairs.dtype)
     return ops.einsum("avcjf,bvj->abcf", ops.reshape(pairs, (kh, wp, channels, wo, filters)), mask)
