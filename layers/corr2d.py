@@ -5,6 +5,8 @@
 Kernel offset `(a, b)` reads one strided slice of the padded input (:func:`offset_slice`, pooling's
 too); :func:`cross_correlate` sums each slice times the offset's `(in, out)` weight matrix.
 """
+import functools
+
 import keras
 from keras import ops
 
@@ -37,13 +39,9 @@ def contract(patches, kernel_rows, groups):
 def cross_correlate(xp, kernel, strides, dilation, groups):
     """Valid cross-correlation of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F)."""
     kh, kw = kernel.shape[:2]
-    out = None
-    for a in range(kh):
-        for b in range(kw):
-            window = offset_slice(xp, (1, 2), (a, b), (kh, kw), strides, dilation)
-            term = contract(window, kernel[a : a + 1, b : b + 1], groups)
-            out = term if out is None else ops.add(out, term)
-    return out
+    windows = ((offset_slice(xp, (1, 2), (a, b), (kh, kw), strides, dilation), kernel[a : a + 1, b : b + 1])
+               for a in range(kh) for b in range(kw))
+    return functools.reduce(ops.add, (contract(window, weights, groups) for window, weights in windows))
 
 
 def corr2d(x, kernel):

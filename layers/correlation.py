@@ -2,17 +2,13 @@
 
     Y[n, i, j, f] = Σ_a Σ_b Σ_c  Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f]
 
-Each kernel offset ``(a, b)`` reads one strided slice of the padded input ``Xp`` (one *window*
-position per output pixel); the windows side by side make the patch matrix, whose product with the
-reshaped kernel is ``Y``. ``kcnn.layers.dispatch`` picks how the windows are gathered, and one
-module per arrangement runs it (``correlation_im2col``, ``_bands``, ``_toeplitz``, ``_torch``),
-each with the same three functions: ``forward``, ``input_gradient`` and ``kernel_gradient``.
-
-For training they run inside ``keras.ops.custom_gradient`` with the hand-written backward pass, so
-autodiff never keeps ``kh·kw`` input-sized slices alive: ``dK = patchesᵀ · dY`` (float32 for
-float16/bfloat16 inputs) and ``dXp`` = each window's gradient ``dY · K[a, b]ᵀ`` added back where
-the window was read. ``algorithm="reference"`` runs ``kcnn.layers.corr2d.cross_correlate``
-(the formula as written) under autodiff.
+Kernel offset ``(a, b)`` reads one strided slice of the padded input ``Xp`` (a *window* per output
+pixel); the windows side by side make the patch matrix, whose product with the kernel is ``Y``.
+``dispatch`` picks how the windows are gathered; one module per arrangement (``correlation_im2col``,
+``_bands``, ``_toeplitz``, ``_torch``) runs it through the same ``forward``, ``input_gradient`` and
+``kernel_gradient``. Training runs them in ``keras.ops.custom_gradient``, so autodiff never keeps
+``kh·kw`` input-sized slices alive: ``dK = patchesᵀ · dY`` (float32 for float16/bfloat16 inputs),
+``dXp`` = each window's ``dY · K[a, b]ᵀ`` added back where it was read.
 """
 
 from typing import NamedTuple
@@ -23,7 +19,6 @@ from keras.backend import backend
 
 from kcnn.layers import correlation_bands, correlation_im2col, correlation_toeplitz, dispatch, validation
 from kcnn.layers.corr2d import cross_correlate
-from kcnn.layers.correlation_im2col import torch_views_usable
 
 
 class Job(NamedTuple):
@@ -38,11 +33,9 @@ class Job(NamedTuple):
 
 
 def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm="auto"):
-    """Valid cross-correlation (no bias) of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F).
-
-    ``kernel`` may be float32 while ``xp`` is low precision: it is cast for the product, and its gradient
-    stays float32. ``training`` selects the hand-written backward; ``algorithm``: ``dispatch.ALGORITHMS``.
-    """
+    """Valid cross-correlation (no bias) of padded channels_last ``xp`` with ``kernel`` (kh, kw, C/g, F):
+    a float32 ``kernel`` is cast for the product and keeps a float32 gradient; ``training`` selects the
+    hand-written backward; ``algorithm``: one of ``dispatch.ALGORITHMS``."""
     padded_hw = tuple(ops.shape(xp)[1:3])
     out_hw = tuple(validation.output_length(n, k, s, d)
                    for n, k, s, d in zip(padded_hw, kernel.shape[:2], strides, dilation))
@@ -87,8 +80,7 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
 
         return outputs, grad
 
-    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects functions that read
-    # variables unless the gradient function handles them itself.
+    # A tensor copy, not the variable: TensorFlow's custom_gradient rejects reading variables.
     return lean(xp, ops.copy(kernel))
 
 
@@ -103,7 +95,7 @@ def _arrangement(path):
 
 def _torch_autograd_off(training):
     """Eager PyTorch, not tracing, autograd off (always when training: inside custom_gradient)."""
-    if not torch_views_usable():
+    if not correlation_im2col.torch_views_usable():
         return False
     import torch
 
@@ -120,9 +112,8 @@ def _tf_graph():
 
 
 def _xla(forward, input_gradient, kernel_gradient):
-    """TensorFlow graph mode: the band loop's forward and each gradient compiled by XLA, which reuses
-    one band's buffers across iterations (a plain ``tf.while_loop`` peaked 35 % higher on a VGG block).
-    Two gradient functions, so that graph pruning drops the input gradient where nothing needs it."""
+    """The band loop's forward and gradients XLA-compiled (it reuses one band's buffers); the gradients
+    apart, so that graph pruning drops the input gradient where nothing needs it."""
     import tensorflow as tf
 
     def compiled(function):

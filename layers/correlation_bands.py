@@ -1,8 +1,7 @@
 """The ``"bands"`` arrangement (large layers, TensorFlow and JAX): a ``keras.ops.fori_loop`` over
-bands of output rows, each gathering the full-depth windows of its band only. A loop, unlike
-unrolled chunks, reuses one band's buffers, so peak memory stays flat in the image size. The input
-gradient's bands overlap by ``d·(k−1)`` input rows, hence slice + add + update.
-"""
+bands of output rows, each gathering its own windows only. A loop, unlike unrolled chunks, reuses
+one band's buffers: peak memory stays flat in the image size. Input-gradient bands overlap by
+``d·(k−1)`` input rows, hence slice + add + update."""
 
 from keras import ops
 
@@ -15,21 +14,17 @@ def _batch(x):
     return n if isinstance(n, int) else -1
 
 
-def _input_band(xp, index, rows, kernel_h, stride, dilation):
-    """The padded input rows read by output band ``index`` (``rows`` output rows)."""
-    span = (rows - 1) * stride + (kernel_h - 1) * dilation + 1
-    _, _, wp, channels = ops.shape(xp)
-    return ops.slice(xp, (0, index * rows * stride, 0, 0), (_batch(xp), span, wp, channels))
-
-
 def _output_band(y, index, rows):
     _, _, wo, filters = ops.shape(y)
     return ops.slice(y, (0, index * rows, 0, 0), (_batch(y), rows, wo, filters))
 
 
 def _patches(job, xp, index, kernel_hw):
-    """The patch matrix of output band ``index``."""
-    band = _input_band(xp, index, job.plan.band_rows, kernel_hw[0], job.strides[0], job.dilation[0])
+    """The patch matrix of output band ``index``: windows of the padded input rows it reads."""
+    rows, stride = job.plan.band_rows, job.strides[0]
+    span = (rows - 1) * stride + (kernel_hw[0] - 1) * job.dilation[0] + 1
+    _, _, wp, channels = ops.shape(xp)
+    band = ops.slice(xp, (0, index * rows * stride, 0, 0), (_batch(xp), span, wp, channels))
     return im2col.windows(band, kernel_hw, job.strides, job.dilation)
 
 

@@ -77,11 +77,9 @@ def kernel_gradient(job, xp, dy, kernel_shape, patches):
 
 
 def input_gradient(job, dy, kernel):
-    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f].
-
-    With strides > 1 (dilation is then 1), rows r, r + s, … of dXp (phase r) only receive kernel
-    rows r, r + s, …: a stride-1 scatter on the phase's grid, the phases interleaved back.
-    """
+    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f]. With strides > 1 (dilation
+    is then 1), rows r, r + s, … of dXp (phase r) only receive kernel rows r, r + s, …: a stride-1
+    scatter on the phase's grid, the phases interleaved back."""
     (sh, sw), (hp, wp), groups = job.strides, job.padded_hw, job.groups
     if (sh, sw) == (1, 1):
         return scatter_input_gradient(dy, kernel, (hp, wp), job.dilation, groups)
@@ -104,9 +102,8 @@ def scatter_input_gradient(dy, kernel, padded_hw, dilation, groups):
     """dXp for stride 1: dXp[n, i + a·d_h, j + b·d_w, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f].
 
     One matmul gives every window's gradient; each offset's block is zero-padded into place and
-    summed, which XLA fuses into one pass (3–9× faster under XLA than correlating the padded dY
-    with the flipped kernel). Kernel rows go one at a time when all would make a large buffer.
-    """
+    summed, which XLA fuses into one pass (3–9× faster than correlating dY with the flipped kernel).
+    Kernel rows go one at a time when all would make a large buffer."""
     kh, kw, cg, filters = kernel.shape
     (dh, dw), (hp, wp) = dilation, padded_hw
     n, ho, wo = ops.shape(dy)[:3]

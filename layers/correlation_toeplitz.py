@@ -7,6 +7,8 @@ pair replaces gathering ``kh·kw`` slices of a few channels each, at ``Wp/kw`` t
 ``dispatch`` picks it for narrow inputs only (its figures are there).
 """
 
+import functools
+
 import numpy as np
 from keras import ops
 
@@ -49,12 +51,9 @@ def input_gradient(job, dy, kernel):
     rows = ops.matmul(ops.reshape(dy, (-1, wo * kernel.shape[-1])),
                       ops.transpose(_toeplitz(kernel, wp, wo, job.strides, job.dilation)))
     rows = ops.reshape(rows, (-1, ho, kh, wp, channels))
-    dxp = None
-    for a in range(kh):
-        top = a * job.dilation[0]
-        term = ops.pad(rows[:, :, a], ((0, 0), (top, hp - top - ho), (0, 0), (0, 0)))
-        dxp = term if dxp is None else ops.add(dxp, term)
-    return dxp
+    d = job.dilation[0]
+    return functools.reduce(ops.add, (ops.pad(rows[:, :, a], ((0, 0), (a * d, hp - a * d - ho), (0, 0), (0, 0)))
+                                      for a in range(kh)))
 
 
 def kernel_gradient(job, xp, dy, kernel_shape, patches=None):

@@ -1,9 +1,8 @@
 """The ``"torch"`` arrangement: eager PyTorch, autograd off, one group (in-place and ``out=`` ops
 cannot be differentiated or traced), where every intermediate is materialised and a fresh large
-buffer costs page faults. The windows of a few examples at a time (at most
-``dispatch.MAX_PATCH_ELEMENTS``) are copied from a strided view into one reused buffer, each matmul
-at the full ``kh·kw·C`` depth (BLAS runs 1.7× slower on kernel-row slices); outputs and gradients
-are written in place (``out=``, ``addmm_``, ``+=`` into strided slices).
+buffer costs page faults. The windows of a few examples at a time (at most ``MAX_PATCH_ELEMENTS``)
+are copied from a strided view into one reused buffer, each matmul at the full ``kh·kw·C`` depth
+(BLAS runs 1.7× slower on kernel-row slices); outputs and gradients are written in place.
 """
 
 import torch
@@ -19,12 +18,9 @@ def window_view(xp, kernel_hw, strides, dilation):
 
 
 def _patch_chunks(xp, kernel_hw, strides, dilation):
-    """Yield (n0, n1, patches): the im2col matrix of examples n0…n1−1, columns ordered (a, b, c).
-
-    patches is (rows, kh·kw·C) — or, for one-channel inputs, (examples, kh·kw, Ho·Wo), whose
-    copy reads whole image rows instead of kw-pixel runs (4× faster on LeNet's first layer).
-    It lives in one buffer reused by every chunk: consume each before the next.
-    """
+    """Yield (n0, n1, patches): the im2col matrix of examples n0…n1−1, columns ordered (a, b, c),
+    (rows, kh·kw·C) — or (examples, kh·kw, Ho·Wo) for one channel, whose copy reads whole image rows,
+    not kw-pixel runs (4× faster on LeNet's first layer). One reused buffer: consume each in turn."""
     view = window_view(xp, kernel_hw, strides, dilation)  # (N, Ho, Wo, kh, kw, C)
     n, ho, wo, kh, kw, channels = view.shape
     depth = kh * kw * channels
@@ -42,8 +38,7 @@ def _patch_chunks(xp, kernel_hw, strides, dilation):
 
 def forward(job, xp, kernel):
     """(Y, patches): valid cross-correlation (no bias) of padded (N, Hp, Wp, C) with (kh, kw, C, F),
-    and the patch matrix when one chunk held every example (else None), for ``kernel_gradient``.
-    """
+    and the patch matrix when one chunk held every example (else None), for ``kernel_gradient``."""
     (kh, kw, channels, filters), strides, dilation = kernel.shape, job.strides, job.dilation
     weights = kernel.reshape(kh * kw * channels, filters)
     out = xp.new_empty((xp.shape[0], *job.out_hw, filters))
@@ -58,10 +53,8 @@ def forward(job, xp, kernel):
 
 
 def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
-    """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f].
-
-    patches: the forward pass's patch matrix of all examples, if it kept one.
-    """
+    """dK[a, b, c, f] = Σ_{n,i,j} Xp[n, i·s + a·d, j·s + b·d, c] · dY[n, i, j, f] (``patches``: the
+    forward's patch matrix of all examples, if it kept one)."""
     kh, kw, channels, filters = kernel_shape
     grad = xp.new_zeros((kh * kw * channels, filters))
     chunks = (_patch_chunks(xp, (kh, kw), job.strides, job.dilation) if patches is None
@@ -75,12 +68,9 @@ def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
 
 
 def input_gradient(job, dy, kernel):
-    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f], one offset at a time.
-
-    Per kernel offset, one matmul into a reused (N, Ho, Wo, C) buffer and one in-place add to
-    the strided slice of dXp it came from: the adds move whole rows (Wo·C contiguous floats at
-    stride 1), 2.6× faster on LeNet than scattering all offsets of one big matmul.
-    """
+    """dXp[n, i·s + a·d, j·s + b·d, c] += Σ_f dY[n, i, j, f] · K[a, b, c, f], one offset at a time:
+    a matmul into a reused (N, Ho, Wo, C) buffer, added in place to the strided slice of dXp it came
+    from (whole rows at stride 1: 2.6× faster on LeNet than scattering all offsets of one matmul)."""
     kh, kw, channels, filters = kernel.shape
     (sh, sw), (dh, dw) = job.strides, job.dilation
     n, ho, wo, _ = dy.shape

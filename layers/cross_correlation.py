@@ -14,8 +14,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
 
     A ``keras.layers.Conv2D`` subclass with its arguments, defaults, checks and error messages,
     weights (``kernel`` ``(kh, kw, in_channels // groups, filters)``, ``bias``), output shape and
-    config, so a model can switch between the two and keep its weights; only ``call`` differs.
-    Two additions:
+    config, so a model can switch between the two and keep its weights; only ``call`` differs. Two more:
 
     * ``padding`` also takes explicit zero padding (PyTorch / d2l style): an int ``p``, a pair
       ``(ph, pw)`` or ``((top, bottom), (left, right))``; the output length along an axis is then
@@ -54,10 +53,9 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         return (input_shape[0], *out, self.filters) if channels_last else (input_shape[0], self.filters, *out)
 
     def _stored_dtype_kernel(self):
-        """The kernel in its variables' dtype (float32 under a mixed policy), plus the LoRA update
-        ``(lora_alpha / lora_rank) · A·B`` when LoRA is on, so the kernel gradient stays float32
-        (Conv2D's ``kernel`` casts the merged sum to the compute dtype). Read as tensors inside the
-        scope: on TensorFlow the variable itself would autocast on later reads."""
+        """The kernel in its stored dtype (float32 under a mixed policy, so its gradient stays float32),
+        plus LoRA's ``(lora_alpha / lora_rank) · A·B`` when on; read as tensors inside the scope (a
+        TensorFlow variable would autocast on later reads)."""
         with keras_compat.AutocastScope(None):
             kernel = ops.convert_to_tensor(keras_compat.stored_kernel(self).value)
             if not self.lora_enabled:

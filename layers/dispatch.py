@@ -1,32 +1,26 @@
-"""The one place that decides which arrangement of the cross-correlation formula runs, and why each exists.
+"""Which arrangement of the cross-correlation formula runs, and why each exists.
 
 :func:`choose` is a pure function of the layer's shapes, the backend and the call's context; its
-:class:`Plan` names the arrangement (``kcnn.layers.correlation`` runs it). Each one kept beats the
-simpler alternative by at least 10 % where it runs; ``kcnn-bench --section conv`` measures each
-(its ``arrangements`` rows). Figures: one ``train_on_batch`` step at Keras's defaults, median of 5,
-fresh process per arrangement, 2-core CPU. LeNet: d2l's two conv layers, batch 256; large: one 3×3
-64→64 layer, 56², batch 16; VGG block: 112², batch 32.
+:class:`Plan` names the arrangement that ``kcnn.layers.correlation`` runs. Each one kept beats the
+simpler alternative by at least 10 % where it runs (``kcnn-bench --section conv``, its
+``arrangements`` rows). Figures: one ``train_on_batch`` step at Keras's defaults, median of 5, 2-core
+CPU; LeNet: d2l's, batch 256; large: one 3×3 64→64 layer, 56², batch 16; VGG block: 112², batch 32.
 
-* ``"reference"`` — ``kcnn.layers.corr2d.cross_correlate``, autodiff: the oracle, only when asked.
-* ``"im2col"`` — every window in one patch matrix, one matmul, hand-written backward, while that
-  matrix holds at most :data:`MAX_PATCH_ELEMENTS`: JAX LeNet 109–127 ms vs reference 152–164 ms.
+* ``"reference"`` — ``corr2d.cross_correlate`` under autodiff: the oracle, only when asked.
+* ``"im2col"`` — every window in one patch matrix of at most :data:`MAX_PATCH_ELEMENTS`, one matmul,
+  hand-written backward: JAX LeNet 109–127 ms vs reference 152–164 ms.
 * ``"kernel_rows"`` — larger layers, one kernel row of windows per matmul: JAX large 556–568 ms vs
   reference 892–1,140 ms; PyTorch with autograd on, peak RSS 1,310 MB vs 1,528 MB.
-* ``"torch"`` — eager PyTorch with autograd off (the hand-written backward, ``torch.no_grad``), one
-  group: ``correlation_torch``'s reused patch buffer. VGG block step 760–845 ms vs 1,963–2,009 ms
-  with the keras.ops arrangements (:data:`TORCH_MODULE` off), peak RSS 1,656 vs 1,793–1,856 MiB.
-* ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, stride 1
-  along rows. LeNet's second layer, XLA: forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; input
-  gradient TF 3.9 vs 7.0, JAX 3.5 vs 7.8; eager PyTorch, LeNet forward + backward 11.1 / 14.9 ms
-  vs the torch module's 13.5 / 19.3.
-* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop
-  over bands of output rows, so memory stays flat in the image size. VGG block step peak RSS
-  1,397 MiB vs 2,805 MiB with ``kernel_rows`` (TensorFlow), JAX 1,306 vs 2,353.
-* ``xla`` — in a TensorFlow graph the band loop's forward and gradients are XLA-compiled: VGG block
-  step peak RSS 1,397 MiB vs 2,178 MiB as plain graph ops. Elsewhere it does not pay (LeNet
-  step, Toeplitz matmuls: 27.1 vs 25.1 ms plain).
-
-:func:`recorded` collects the plans chosen while it is active (the tests check which path ran).
+* ``"torch"`` — eager PyTorch, autograd off, one group (``correlation_torch``): VGG block step
+  760–845 ms vs 1,963–2,009 ms with the keras.ops arrangements (:data:`TORCH_MODULE` off).
+* ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, row stride 1:
+  LeNet's second layer under XLA, forward TF 3.6 vs im2col 6.9 ms, JAX 3.9 vs 6.1; eager PyTorch
+  LeNet forward + backward 11.1 / 14.9 ms vs the torch module's 13.5 / 19.3.
+* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
+  bands of output rows, memory flat in the image size. VGG block step peak RSS 1,397 MiB vs 2,805
+  with ``kernel_rows`` (TensorFlow), JAX 1,306 vs 2,353.
+* ``xla`` — a TensorFlow graph's band loop, XLA-compiled: VGG block step peak RSS 1,397 MiB vs 2,178
+  as plain graph ops. Elsewhere it does not pay (LeNet step: 27.1 vs 25.1 ms plain).
 """
 
 import contextlib
@@ -36,22 +30,16 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 
 # The most elements one patch matrix (im2col buffer) may hold before the work is split.
 MAX_PATCH_ELEMENTS = 1 << 23
-# In a compiled loop (XLA: JAX, TensorFlow training) a band's patch matrix holds at most
-# MAX_PATCH_ELEMENTS / BAND_SHARE elements (2^21, 8 MiB of float32): VGG block train pass (kcnn-bench's
-# floor child) TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row bands, JAX 858–1,063 vs
-# 1,061–1,272. A plain TensorFlow loop pays per iteration: VGG block predict 1,019 vs 478 ms.
+# In a compiled loop (XLA: JAX, TensorFlow training) a band holds at most MAX_PATCH_ELEMENTS / BAND_SHARE
+# (8 MiB of float32). VGG block train pass: TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row
+# bands, JAX 858–1,063 vs 1,061–1,272; a plain TensorFlow loop pays per iteration (predict 1,019 vs 478).
 BAND_SHARE = 4
-# Keras's default batch size: how many examples to plan for when the batch is dynamic.
-ASSUMED_BATCH = 32
-# False: TensorFlow graphs run the band loop as plain graph ops (kcnn-bench's comparison).
-TF_GRAPH_XLA = True
-# False: eager PyTorch runs the keras.ops arrangements instead of the torch module (kcnn-bench's comparison).
-TORCH_MODULE = True
+ASSUMED_BATCH = 32  # Keras's default batch size: what a dynamic batch is planned as.
+TF_GRAPH_XLA = True  # False: TensorFlow graphs run the band loop as plain graph ops (kcnn-bench's comparison).
+TORCH_MODULE = True  # False: eager PyTorch runs the keras.ops arrangements (kcnn-bench's comparison).
 # "toeplitz" in "auto": inputs at most this many kernel widths wide, with at most this many channels,
 # and Toeplitz matrices of at most this many elements.
-TOEPLITZ_MAX_WIDTHS = 8
-TOEPLITZ_MAX_CHANNELS = 8
-TOEPLITZ_MAX_ELEMENTS = 1 << 20
+TOEPLITZ_MAX_WIDTHS, TOEPLITZ_MAX_CHANNELS, TOEPLITZ_MAX_ELEMENTS = 8, 8, 1 << 20
 
 _recorders = []
 
@@ -73,13 +61,10 @@ def patch_elements(batch, out_hw, kernel_hw, channels):
 
 def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups, strides=(1, 1),
            dilation=(1, 1), torch_autograd_off=False, tf_graph=False):
-    """The :class:`Plan` for one call of the layer.
-
-    ``algorithm``: one of :data:`ALGORITHMS`; ``training``: the hand-written backward is wanted;
-    ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo); ``kernel_shape``: (kh, kw, C/g, F);
-    ``torch_autograd_off``: eager PyTorch with autograd off, not exporting; ``tf_graph``: TensorFlow
-    tracing a graph (``model.fit``'s train function).
-    """
+    """The :class:`Plan` for one call of the layer. ``algorithm``: one of :data:`ALGORITHMS`; ``training``:
+    the hand-written backward is wanted; ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo);
+    ``kernel_shape``: (kh, kw, C/g, F); ``torch_autograd_off``: eager PyTorch with autograd off, not
+    exporting; ``tf_graph``: TensorFlow tracing a graph (``model.fit``'s train function)."""
     if algorithm == "reference":
         return Plan("reference")
     kh, kw, cg, _ = kernel_shape

@@ -2,9 +2,8 @@
 
 A Keras release that moves one breaks this file only, with an ``ImportError`` naming it
 (``tests/layers/test_keras_compat.py`` checks each); ``pyproject.toml`` bounds ``keras < 4``.
-:data:`AutocastScope` reads variables in their stored dtype; ``standardize_*`` are Keras's own
-argument checks (Conv2D's exact messages); :func:`keras_home` is Keras's download cache folder;
-:func:`stored_kernel` is Conv2D's kernel variable (with LoRA on, ``kernel`` is the merged tensor).
+``AutocastScope`` reads variables in their stored dtype, ``standardize_*`` are Conv2D's own checks
+and messages, ``keras_home`` is Keras's download cache, :func:`stored_kernel` Conv2D's kernel variable.
 """
 
 import importlib
@@ -19,8 +18,6 @@ PRIVATE_NAMES = {
     "standardize_padding": "keras.src.utils.argument_validation",
     "keras_home": "keras.src.backend.config",
 }
-# Private attributes of public classes: (class, attribute set once the layer is built).
-PRIVATE_ATTRIBUTES = ((keras.layers.Conv2D, "_kernel"),)
 
 
 def private(name):

@@ -1,7 +1,6 @@
 """Explicit 2-D max and average pooling: strided slices of the padded input (the convolution's
 `offset_slice`) combined with `keras.ops.where` (maximum) or `add` (average), no pooling primitive.
-
-`padding` is Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
+`padding`: Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
 `AveragePooling2D`) or explicit padding as in `torch.nn.MaxPool2d` / `AvgPool2d`.
 """
 import functools
@@ -43,15 +42,6 @@ def _lowest(dtype):
     return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
 
 
-def _size(x, axis):
-    """The static size of `x` along `axis`, or a scalar tensor if it is known only at run time."""
-    size = x.shape[axis]
-    if size is None:
-        return ops.shape(x)[axis]
-    # int(): torch.jit tracing (used by ONNX export) reports sizes as 0-d tensors.
-    return int(size)
-
-
 class _Pool2D(keras.layers.Layer):
     """Shared argument handling, padding and window slicing of the explicit pooling layers."""
 
@@ -74,7 +64,8 @@ class _Pool2D(keras.layers.Layer):
         return self._pool(x)
 
     def _pads(self, x):
-        sizes = [_size(x, axis) for axis in (1, 2)]
+        # Static sizes as ints (torch.jit tracing, for ONNX export, reports 0-d tensors), else tensors.
+        sizes = [ops.shape(x)[axis] if x.shape[axis] is None else int(x.shape[axis]) for axis in (1, 2)]
         return validation.resolve_padding(self.padding, sizes, self.pool_size, self.strides)
 
     def _pad(self, x, pads, value):
@@ -90,9 +81,8 @@ class _Pool2D(keras.layers.Layer):
 
     def _tiled_reduce(self, padded, reduce):
         """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool, static sizes),
-        else None: ``padded`` cropped to whole windows, its rows then its columns reduced through
-        reshapes, whose gradients are broadcasts (strided slices cost a padded copy per offset);
-        two 3-D reductions run 2× faster on TensorFlow-CPU than one over a 6-D view."""
+        else None: rows then columns reduced through reshapes, whose gradients are broadcasts (a
+        strided slice's is a padded copy); two 3-D reductions run 2× faster on TF-CPU than one 6-D."""
         (h, w, c), (kh, kw) = padded.shape[1:], self.pool_size
         if tuple(self.strides) != tuple(self.pool_size) or not all(isinstance(v, int) for v in (h, w, c)):
             return None

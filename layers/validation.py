@@ -59,27 +59,18 @@ def same_padding(size, kernel, stride=1, dilation=1):
     """(before, after) zero padding of Keras/TensorFlow's ``padding="same"``. ``size`` may be a
     scalar tensor (known only at run time, or traced as int64 by a PyTorch export); at stride 1
     the padding does not depend on it."""
-    if stride == 1:
-        total = dilation * (kernel - 1)
-    else:
-        out = (size + stride - 1) // stride
-        total = (out - 1) * stride + dilation * (kernel - 1) + 1 - size
-    if isinstance(total, int):
-        total = max(total, 0)
-    else:
-        # max(total, 0) with the tensor's own operators: keras.ops.maximum would cast PyTorch's
-        # int64 sizes to int32, and an exported graph cannot mix the two.
-        total = (total + abs(total)) // 2
+    total = dilation * (kernel - 1)
+    if stride > 1:  # ceil(n / s) outputs read (out − 1)·s + 1 rows of kernel starts, not n
+        total += ((size + stride - 1) // stride - 1) * stride + 1 - size
+    # max(total, 0); a tensor's with its own operators: keras.ops.maximum would cast PyTorch's int64
+    # sizes to int32, and an exported graph cannot mix the two.
+    total = max(total, 0) if isinstance(total, int) else (total + abs(total)) // 2
     before = total // 2
     return before, total - before
 
 
 def resolve_padding(padding, input_hw, kernel_size, strides, dilation=(1, 1)):
     """``((top, bottom), (left, right))`` for ``"valid"``, ``"same"`` or an explicit spec."""
-    if padding == "valid":
-        return ((0, 0), (0, 0))
     if padding == "same":
-        return tuple(
-            same_padding(n, k, s, d) for n, k, s, d in zip(input_hw, kernel_size, strides, dilation)
-        )
-    return tuple(padding)
+        return tuple(same_padding(n, k, s, d) for n, k, s, d in zip(input_hw, kernel_size, strides, dilation))
+    return ((0, 0), (0, 0)) if padding == "valid" else tuple(padding)
