@@ -176,6 +176,25 @@ def test_make_datasets_follow_the_model_input(tiny):
     assert math.ceil(tiny.num_test / 256) == len(list(test_ds))
 
 
+@pytest.mark.parametrize("count,batch_size,expected", [
+    (360, 64, 180),  # digits' test split: 2 x 180, not 256 + 104
+    (10_000, 64, 250),  # MNIST's: 40 x 250
+    (361, 64, 181),  # no even split: 181 + 180, still the fewest batches
+    (100, 64, 100), (100, 512, 100), (1000, 512, 500), (0, 64, 256),
+])
+def test_test_batch_size_splits_evenly(count, batch_size, expected):
+    assert trainer.test_batch_size(count, batch_size) == expected
+
+
+def test_the_test_set_comes_in_batches_of_one_shape(tiny):
+    model = models.build("lenet", input_shape=(28, 28, 1), num_classes=4)
+    data = kdata.ImageData("quadrants", tiny.x_train, tiny.y_train, np.concatenate([tiny.x_test] * 10)[:300],
+                           np.concatenate([tiny.y_test] * 10)[:300], tiny.class_names)
+    for test_ds in (trainer.make_datasets(model, data, _recipe(batch_size=16))[1],
+                    trainer.eval_dataset(model, data, _recipe(batch_size=16))):
+        assert [len(y) for _, y in test_ds] == [150, 150]
+
+
 @pytest.mark.parametrize("backend,expected", [("tensorflow", 8), ("jax", 8), ("torch", 1)])
 def test_auto_steps_per_execution(backend, expected):
     assert train.resolve_steps_per_execution("auto", backend=backend) == expected
