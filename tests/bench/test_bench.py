@@ -148,7 +148,10 @@ def _check_conv(section):
 def _check_user(section):
     assert [r["variant"] for r in section["lenet"]] == ["builtin", "explicit", "pool", "conv"]
     for row in section["lenet"]:
-        assert _finite(row["epoch_s"]) and row["epoch_s"] > 0
+        assert _finite(row["train_s"]) and 0 < row["train_s"] <= row["fit_s"]
+        builtin = section["lenet"][0]
+        assert row["ratio"] == pytest.approx(row["train_s"] / builtin["train_s"])
+        assert row["fit_ratio"] == pytest.approx(row["fit_s"] / builtin["fit_s"])
         assert row["met"] is None or row["met"] == (row["ratio"] <= row["target"])
     (memory,) = section["memory"]
     assert memory["builtin_mib"] > 50 and memory["explicit_mib"] > 50
