@@ -71,17 +71,13 @@ def corr2d(x, kernel):
     x, kernel = (v if isinstance(v, keras.KerasTensor) else ops.convert_to_tensor(v) for v in (x, kernel))
     for name, value in (("x", x), ("kernel", kernel)):
         if len(value.shape) != 2:
-            raise ValueError(
-                f"`{name}` must be a 2-D array of shape (height, width). "
-                f"Received {name} with shape {tuple(value.shape)}."
-            )
+            raise ValueError(f"`{name}` must be a 2-D array of shape (height, width). "
+                             f"Received {name} with shape {tuple(value.shape)}.")
     (n_h, n_w), (k_h, k_w) = x.shape, kernel.shape
     too_big = any(n is not None and k is not None and k > n for n, k in ((n_h, k_h), (n_w, k_w)))
     if too_big or 0 in (k_h, k_w):
-        raise ValueError(
-            "`kernel` must be non-empty and no larger than `x` in either dimension. "
-            f"Received x with shape {tuple(x.shape)} and kernel with shape {tuple(kernel.shape)}."
-        )
+        raise ValueError("`kernel` must be non-empty and no larger than `x` in either dimension. "
+                         f"Received x with shape {tuple(x.shape)} and kernel with shape {tuple(kernel.shape)}.")
     dtype = keras.backend.result_type(x.dtype, kernel.dtype)
     if "float" not in dtype:
         dtype = keras.config.floatx()

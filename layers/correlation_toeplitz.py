@@ -1,10 +1,10 @@
 """Narrow layers with few channels, on every backend: each kernel row as a Toeplitz matrix.
 
-Output row ``i`` of every example is ``Σ_a Xp[i·s_h + a·d_h] · T_a``: input row ``Xp[r]`` flattened
-to ``(Wp·C)``, kernel row ``a`` as the banded ``(Wp·C, Wo·F)`` matrix ``T_a[(v, c), (j, f)] =
-K[a, b, c, f]`` wherever ``v = j·s_w + b·d_w`` (else 0). One matmul over every (example, output row)
-pair replaces gathering ``kh·kw`` slices of a few channels each, at ``Wp/kw`` times the multiplies:
-``dispatch`` picks it for narrow inputs only (its figures are there).
+Output row ``i`` is ``Σ_a Xp[i·s_h + a·d_h] · T_a``: input row ``Xp[r]`` flattened to ``(Wp·C)``,
+kernel row ``a`` as the banded ``(Wp·C, Wo·F)`` matrix ``T_a[(v, c), (j, f)] = K[a, b, c, f]`` wherever
+``v = j·s_w + b·d_w`` (else 0): one matmul instead of gathering ``kh·kw`` slices of a few channels.
+Output columns go in blocks of ``B`` (:func:`column_blocks`) through one smaller matrix, each block
+reading ``Wb = (B − 1)·s_w + (kw − 1)·d_w + 1`` columns: ``Wb/kw`` times the minimal multiplies, not ``Wp/kw``.
 """
 
 import functools
@@ -23,44 +23,57 @@ def column_pairs(kernel_w, padded_w, out_w, stride, dilation):
     return mask
 
 
-def _toeplitz(kernel, padded_w, out_w, strides, dilation):
-    """The kernel rows as Toeplitz matrices, stacked: (kh·Wp·C, Wo·F)."""
+def column_blocks(out_w, kernel_w, stride=1, dilation=1):
+    """(blocks, B, Wb): the most blocks of ``B ≥ kw`` output columns that divide ``Wo`` (else one),
+    each reading ``Wb`` input columns. LeNet epoch at batch 256 (TensorFlow graph): 15.5 ms steps in
+    blocks of 7 and 5 columns vs 17.0 ms in one block (4 and 7 columns: 16.0 ms)."""
+    blocks = max([n for n in range(1, out_w + 1) if out_w % n == 0 and out_w // n >= kernel_w], default=1)
+    width = out_w // blocks
+    return blocks, width, (width - 1) * stride + (kernel_w - 1) * dilation + 1
+
+
+def _toeplitz(kernel, job):
+    """The kernel rows as one column block's Toeplitz matrices, stacked: (kh·Wb·C, B·F)."""
     kh, kw, channels, filters = kernel.shape
-    mask = ops.cast(column_pairs(kw, padded_w, out_w, strides[1], dilation[1]), kernel.dtype)
-    return ops.reshape(ops.einsum("abcf,bvj->avcjf", kernel, mask), (kh * padded_w * channels, out_w * filters))
+    _, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
+    mask = ops.cast(column_pairs(kw, read, width, job.strides[1], job.dilation[1]), kernel.dtype)
+    return ops.reshape(ops.einsum("abcf,bvj->avcjf", kernel, mask), (kh * read * channels, width * filters))
 
 
-def _input_rows(xp, kernel_h, strides, dilation):
-    """(N·Ho, kh·Wp·C): for each output row, the kh padded input rows the kernel reads."""
-    _, _, wp, channels = ops.shape(xp)
-    return ops.concatenate([ops.reshape(offset_slice(xp, (1,), (a,), (kernel_h,), strides, dilation),
-                                        (-1, wp * channels)) for a in range(kernel_h)], axis=-1)
+def _input_rows(job, xp, kernel_shape):
+    """(N·Ho·blocks, kh·Wb·C): per output row and column block, the kh·Wb input pixels it reads."""
+    kh, kw, channels, _ = kernel_shape
+    blocks, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
+    rows = ops.stack([offset_slice(xp, (1,), (a,), (kh,), job.strides, job.dilation) for a in range(kh)], axis=2)
+    step = width * job.strides[1]
+    rows = ops.stack([rows[:, :, :, q * step : q * step + read] for q in range(blocks)], axis=2)
+    return ops.reshape(rows, (-1, kh * read * channels))  # from (N, Ho, blocks, kh, Wb, C)
 
 
 def forward(job, xp, kernel):
     """(Y, None): valid cross-correlation (no bias) of padded channels_last ``xp``."""
-    y = ops.matmul(_input_rows(xp, kernel.shape[0], job.strides, job.dilation),
-                   _toeplitz(kernel, job.padded_hw[1], job.out_hw[1], job.strides, job.dilation))
+    y = ops.matmul(_input_rows(job, xp, kernel.shape), _toeplitz(kernel, job))
     return ops.reshape(y, (-1, *job.out_hw, kernel.shape[-1])), None
 
 
 def input_gradient(job, dy, kernel):
-    """dXp for stride 1 along rows: row ``i + a·d_h`` of every example receives ``dY[i] · T_aᵀ``."""
-    kh, _, channels, _ = kernel.shape
-    (hp, wp), (ho, wo) = job.padded_hw, job.out_hw
-    rows = ops.matmul(ops.reshape(dy, (-1, wo * kernel.shape[-1])),
-                      ops.transpose(_toeplitz(kernel, wp, wo, job.strides, job.dilation)))
-    rows = ops.reshape(rows, (-1, ho, kh, wp, channels))
-    d = job.dilation[0]
+    """dXp, stride 1 along rows: each block's ``dY · Tᵀ`` added at its columns, kernel row a's at rows i + a·d_h."""
+    kh, kw, channels, filters = kernel.shape
+    blocks, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
+    (hp, wp), ho, step, d = job.padded_hw, job.out_hw[0], width * job.strides[1], job.dilation[0]
+    grads = ops.matmul(ops.reshape(dy, (-1, width * filters)), ops.transpose(_toeplitz(kernel, job)))
+    grads = ops.reshape(grads, (-1, ho, blocks, kh, read, channels))
+    columns = [((0, 0),) * 3 + ((q * step, wp - q * step - read), (0, 0)) for q in range(blocks)]
+    rows = functools.reduce(ops.add, (ops.pad(grads[:, :, q], pads) for q, pads in enumerate(columns)))  # N,Ho,kh,Wp,C
     return functools.reduce(ops.add, (ops.pad(rows[:, :, a], ((0, 0), (a * d, hp - a * d - ho), (0, 0), (0, 0)))
                                       for a in range(kh)))
 
 
 def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
-    """dK: ``G = rowsᵀ · dY`` pairs every input column with every output column; ``dK[a, b]`` sums the
-    pairs kernel column ``b`` reads (the Toeplitz pattern). Any strides (the forward keeps no patches)."""
+    """dK: ``G = rowsᵀ · dY`` pairs every input column of a block with every output column; ``dK[a, b]``
+    sums the pairs kernel column ``b`` reads (the Toeplitz pattern). Any strides (no patches kept)."""
     kh, kw, channels, filters = kernel_shape
-    wp, wo = job.padded_hw[1], job.out_hw[1]
-    pairs = ops.matmul(ops.transpose(_input_rows(xp, kh, job.strides, job.dilation)), ops.reshape(dy, (-1, wo * filters)))
-    mask = ops.cast(column_pairs(kw, wp, wo, job.strides[1], job.dilation[1]), pairs.dtype)
-    return ops.einsum("avcjf,bvj->abcf", ops.reshape(pairs, (kh, wp, channels, wo, filters)), mask)
+    _, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
+    pairs = ops.matmul(ops.transpose(_input_rows(job, xp, kernel_shape)), ops.reshape(dy, (-1, width * filters)))
+    mask = ops.cast(column_pairs(kw, read, width, job.strides[1], job.dilation[1]), pairs.dtype)
+    return ops.einsum("avcjf,bvj->abcf", ops.reshape(pairs, (kh, read, channels, width, filters)), mask)

@@ -45,11 +45,9 @@ class CrossCorrelation2D(keras.layers.Conv2D):
         out = [None if n is None else validation.output_length(n, k, s, d, sum(pads)) for n, pads, k, s, d
                in zip(spatial, self.padding, self.kernel_size, self.strides, self.dilation_rate)]
         if any(n is not None and n <= 0 for n in out):
-            raise ValueError(
-                "Computed output size would be zero or negative. Received "
-                f"`inputs shape={input_shape}`, `kernel_size={self.kernel_size}`, "
-                f"`dilation_rate={self.dilation_rate}`, `strides={self.strides}`, `padding={self.padding}`."
-            )
+            raise ValueError(f"Computed output size would be zero or negative. Received `inputs shape={input_shape}`, "
+                             f"`kernel_size={self.kernel_size}`, `dilation_rate={self.dilation_rate}`, "
+                             f"`strides={self.strides}`, `padding={self.padding}`.")
         return (input_shape[0], *out, self.filters) if channels_last else (input_shape[0], self.filters, *out)
 
     def _stored_dtype_kernel(self):

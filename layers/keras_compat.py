@@ -32,11 +32,8 @@ def private(name):
         ) from error
 
 
-AutocastScope = private("AutocastScope")
-standardize_data_format = private("standardize_data_format")
-standardize_tuple = private("standardize_tuple")
-standardize_padding = private("standardize_padding")
-keras_home = private("keras_home")
+AutocastScope, standardize_data_format, standardize_tuple, standardize_padding, keras_home = map(
+    private, PRIVATE_NAMES)  # in PRIVATE_NAMES' order
 
 
 def stored_kernel(layer):

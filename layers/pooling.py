@@ -23,11 +23,9 @@ def standardize_pool_padding(padding, pool_size):
         return pairs
     for axis, (pair, k) in enumerate(zip(pairs, pool_size)):
         if max(pair) * 2 > k:
-            raise ValueError(
-                "The explicit `padding` must be at most half of `pool_size` on every side. "
-                f"Received padding={padding!r} and pool_size={tuple(pool_size)}: "
-                f"axis {axis} pads {pair} around a window of {k}."
-            )
+            raise ValueError("The explicit `padding` must be at most half of `pool_size` on every side. "
+                             f"Received padding={padding!r} and pool_size={tuple(pool_size)}: "
+                             f"axis {axis} pads {pair} around a window of {k}.")
     return pairs
 
 
@@ -100,10 +98,8 @@ class _Pool2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != 4:
-            raise ValueError(
-                f"Input 0 of layer '{self.name}' must be 4-D (batch, spatial, spatial, channels "
-                f"or batch, channels, spatial, spatial). Received input_shape={input_shape}"
-            )
+            raise ValueError(f"Input 0 of layer '{self.name}' must be 4-D (batch, spatial, spatial, channels "
+                             f"or batch, channels, spatial, spatial). Received input_shape={input_shape}")
         out = list(input_shape)
         for i, axis in enumerate((1, 2) if self.data_format == "channels_last" else (2, 3)):
             n, k, s = input_shape[axis], self.pool_size[i], self.strides[i]
@@ -113,11 +109,9 @@ class _Pool2D(keras.layers.Layer):
             padded = n if self.padding == "valid" else n + sum(self.padding[i])
             if padded < k:
                 after = "" if padded == n else f" ({padded} after padding)"
-                raise ValueError(
-                    f"`pool_size`={self.pool_size} is larger than the padded input of layer "
-                    f"'{self.name}': spatial axis {axis} has size {n}{after}. "
-                    f"Received input_shape={input_shape}, padding={self.padding!r}."
-                )
+                raise ValueError(f"`pool_size`={self.pool_size} is larger than the padded input of layer "
+                                 f"'{self.name}': spatial axis {axis} has size {n}{after}. "
+                                 f"Received input_shape={input_shape}, padding={self.padding!r}.")
             out[axis] = validation.output_length(padded, k, s)
         return tuple(out)
 

@@ -113,6 +113,47 @@ def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides,
         np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
 
 
+@pytest.mark.parametrize("kernel_size,strides,dilation,width,blocks", [
+    (5, 1, 1, 14, 2),  # LeNet-like, "same": 2 blocks of 7 output columns
+    (5, 1, 1, 28, 4),
+    ((3, 3), (1, 2), 1, 20, 2),  # strided columns: Wo = 10, blocks of 5
+    ((3, 3), 1, (1, 2), 14, 2),  # dilated columns
+    (3, 1, 1, 13, 1),  # 13 columns: prime, one block
+])
+def test_toeplitz_column_blocks_equal_the_reference(kernel_size, strides, dilation, width, blocks, rng, gradients,
+                                                    call):
+    from kcnn.layers.correlation_toeplitz import column_blocks
+
+    kwargs = dict(filters=4, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, padding="same",
+                  bias_initializer="random_normal")
+    reference = CrossCorrelation2D(algorithm="reference", **kwargs)
+    explicit = CrossCorrelation2D(algorithm="toeplitz", **kwargs)
+    x = rng.normal(size=(2, 9, width, 2)).astype("float32")
+    reference.build(x.shape)
+    explicit.build(x.shape)
+    explicit.set_weights(reference.get_weights())
+    expected = call(reference, x)
+    kw, sw = explicit.kernel_size[1], explicit.strides[1]
+    assert column_blocks(expected.shape[2], kw, sw, explicit.dilation_rate[1])[0] == blocks
+    np.testing.assert_allclose(call(explicit, x, training=True), expected, atol=1e-4)
+    upstream = rng.normal(size=expected.shape).astype("float32")
+    want = gradients(lambda v: ops.sum(ops.multiply(reference(v), upstream)), x, reference)
+    got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
+    for name, g, w in zip(["input", "kernel", "bias"], got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
+
+
+@pytest.mark.parametrize("out_w,kernel_w,stride,dilation,expected", [
+    (28, 5, 1, 1, (4, 7, 11)), (10, 5, 1, 1, (2, 5, 9)), (13, 3, 1, 1, (1, 13, 15)),
+    (4, 5, 1, 1, (1, 4, 8)),  # narrower than the kernel: one block
+    (10, 3, 2, 1, (2, 5, 11)), (9, 3, 1, 2, (3, 3, 7)),
+])
+def test_column_blocks_are_the_most_that_hold_a_kernel_width(out_w, kernel_w, stride, dilation, expected):
+    from kcnn.layers.correlation_toeplitz import column_blocks
+
+    assert column_blocks(out_w, kernel_w, stride, dilation) == expected
+
+
 @pytest.mark.parametrize("kernel_size,strides,dilation,channels",
                          [((5, 5), (1, 1), (1, 1), 1), ((3, 3), (2, 2), (1, 1), 2), ((3, 2), (1, 2), (1, 1), 1),
                           ((3, 3), (1, 1), (2, 1), 3)])
