@@ -85,21 +85,11 @@ LARGE_LAYER_CASES = [  # (kernel_size, strides, dilation_rate, padding, groups)
 ]
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "toeplitz", "auto"])
-@pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
-def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides, dilation, padding, groups, rng,
-                                                gradients, call, monkeypatch):
-    """Each fast arrangement against the oracle (``algorithm="reference"``), outputs and gradients.
-    A tiny patch budget makes "auto" pick its large-layer path and splits PyTorch's buffer into
-    several example chunks."""
-    from kcnn.layers import dispatch
-
-    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 600)
-    kwargs = dict(filters=6, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, groups=groups,
-                  padding=padding, bias_initializer="random_normal")
-    reference = CrossCorrelation2D(algorithm="reference", **kwargs)
-    explicit = CrossCorrelation2D(algorithm=algorithm, **kwargs)
-    x = rng.normal(size=(3, 12, 13, 4)).astype("float32")
+def _assert_equals_the_reference(algorithm, x, rng, gradients, call, **kwargs):
+    """``CrossCorrelation2D(algorithm=…, **kwargs)`` against the oracle (``algorithm="reference"``) on ``x``:
+    outputs (inference and training) and the input, kernel and bias gradients. Returns the output."""
+    reference = CrossCorrelation2D(algorithm="reference", bias_initializer="random_normal", **kwargs)
+    explicit = CrossCorrelation2D(algorithm=algorithm, bias_initializer="random_normal", **kwargs)
     reference.build(x.shape)
     explicit.build(x.shape)
     explicit.set_weights(reference.get_weights())
@@ -111,6 +101,21 @@ def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides,
     got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
     for name, g, w in zip(["input", "kernel", "bias"], got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
+    return expected
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "kernel_rows", "bands", "toeplitz", "auto"])
+@pytest.mark.parametrize("kernel_size,strides,dilation,padding,groups", LARGE_LAYER_CASES)
+def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides, dilation, padding, groups, rng,
+                                                gradients, call, monkeypatch):
+    """Each fast arrangement against the oracle, outputs and gradients. A tiny patch budget makes
+    "auto" pick its large-layer path and splits PyTorch's buffer into several example chunks."""
+    from kcnn.layers import dispatch
+
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 600)
+    x = rng.normal(size=(3, 12, 13, 4)).astype("float32")
+    _assert_equals_the_reference(algorithm, x, rng, gradients, call, filters=6, kernel_size=kernel_size,
+                                 strides=strides, dilation_rate=dilation, groups=groups, padding=padding)
 
 
 @pytest.mark.parametrize("kernel_size,strides,dilation,width,blocks", [
@@ -124,23 +129,11 @@ def test_toeplitz_column_blocks_equal_the_reference(kernel_size, strides, dilati
                                                     call):
     from kcnn.layers.correlation_toeplitz import column_blocks
 
-    kwargs = dict(filters=4, kernel_size=kernel_size, strides=strides, dilation_rate=dilation, padding="same",
-                  bias_initializer="random_normal")
-    reference = CrossCorrelation2D(algorithm="reference", **kwargs)
-    explicit = CrossCorrelation2D(algorithm="toeplitz", **kwargs)
     x = rng.normal(size=(2, 9, width, 2)).astype("float32")
-    reference.build(x.shape)
-    explicit.build(x.shape)
-    explicit.set_weights(reference.get_weights())
-    expected = call(reference, x)
-    kw, sw = explicit.kernel_size[1], explicit.strides[1]
-    assert column_blocks(expected.shape[2], kw, sw, explicit.dilation_rate[1])[0] == blocks
-    np.testing.assert_allclose(call(explicit, x, training=True), expected, atol=1e-4)
-    upstream = rng.normal(size=expected.shape).astype("float32")
-    want = gradients(lambda v: ops.sum(ops.multiply(reference(v), upstream)), x, reference)
-    got = gradients(lambda v: ops.sum(ops.multiply(explicit(v, training=True), upstream)), x, explicit)
-    for name, g, w in zip(["input", "kernel", "bias"], got, want):
-        np.testing.assert_allclose(g, w, atol=1e-4, err_msg=f"{name} gradient")
+    layer = CrossCorrelation2D(4, kernel_size, strides=strides, dilation_rate=dilation)
+    y = _assert_equals_the_reference("toeplitz", x, rng, gradients, call, filters=4, kernel_size=kernel_size,
+                                     strides=strides, dilation_rate=dilation, padding="same")
+    assert column_blocks(y.shape[2], layer.kernel_size[1], layer.strides[1], layer.dilation_rate[1])[0] == blocks
 
 
 @pytest.mark.parametrize("out_w,kernel_w,stride,dilation,expected", [
