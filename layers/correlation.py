@@ -88,7 +88,6 @@ def _arrangement(path):
     """The module that runs ``path`` ("im2col" and "kernel_rows" share one; torch's imports torch)."""
     if path == "torch":
         from kcnn.layers import correlation_torch
-
         return correlation_torch
     return {"bands": correlation_bands, "toeplitz": correlation_toeplitz}.get(path, correlation_im2col)
 

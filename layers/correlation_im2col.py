@@ -88,11 +88,8 @@ def input_gradient(job, dy, kernel):
     qh, qw = -(-hp // sh), -(-wp // sw)
     phase_rows = []
     for rh in range(sh):
-        phases = [
-            scatter_input_gradient(dy, kernel[rh::sh, rw::sw], (qh, qw), (1, 1), groups)
-            if rh < kh and rw < kw else ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype)
-            for rw in range(sw)
-        ]
+        phases = [scatter_input_gradient(dy, kernel[rh::sh, rw::sw], (qh, qw), (1, 1), groups) if rh < kh and rw < kw
+                  else ops.zeros((n, qh, qw, groups * cg), dtype=dy.dtype) for rw in range(sw)]
         phase_rows.append(ops.stack(phases, axis=3))  # (N, Qh, Qw, sw, C)
     interleaved = ops.reshape(ops.stack(phase_rows, axis=2), (n, qh * sh, qw * sw, groups * cg))
     return interleaved[:, :hp, :wp, :]

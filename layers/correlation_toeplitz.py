@@ -8,13 +8,16 @@ reading ``Wb = (B − 1)·s_w + (kw − 1)·d_w + 1`` columns: ``Wb/kw`` times t
 """
 
 import functools
+import itertools
 
 import numpy as np
 from keras import ops
 
 from kcnn.layers.corr2d import offset_slice
+from kcnn.layers.correlation_im2col import torch_views_usable, windows
 
 
+@functools.cache
 def column_pairs(kernel_w, padded_w, out_w, stride, dilation):
     """0/1 array (kw, Wp, Wo): 1 where kernel column ``b`` reads input column ``v`` for output column ``j``."""
     mask = np.zeros((kernel_w, padded_w, out_w), "float32")
@@ -24,9 +27,8 @@ def column_pairs(kernel_w, padded_w, out_w, stride, dilation):
 
 
 def column_blocks(out_w, kernel_w, stride=1, dilation=1):
-    """(blocks, B, Wb): the most blocks of ``B ≥ kw`` output columns that divide ``Wo`` (else one),
-    each reading ``Wb`` input columns. LeNet epoch at batch 256 (TensorFlow graph): 15.5 ms steps in
-    blocks of 7 and 5 columns vs 17.0 ms in one block (4 and 7 columns: 16.0 ms)."""
+    """(blocks, B, Wb): the most blocks of ``B ≥ kw`` output columns that divide ``Wo`` (else one), each reading
+    ``Wb`` input columns. LeNet b256 TF graph steps: 15.5 ms in blocks of 7 and 5 columns, 17.0 in one block."""
     blocks = max([n for n in range(1, out_w + 1) if out_w % n == 0 and out_w // n >= kernel_w], default=1)
     width = out_w // blocks
     return blocks, width, (width - 1) * stride + (kernel_w - 1) * dilation + 1
@@ -44,6 +46,9 @@ def _input_rows(job, xp, kernel_shape):
     """(N·Ho·blocks, kh·Wb·C): per output row and column block, the kh·Wb input pixels it reads."""
     kh, kw, channels, _ = kernel_shape
     blocks, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
+    if torch_views_usable():  # the windows of a (kh, Wb) kernel at column stride B·s_w: one copy of a torch view
+        rows = windows(xp, (kh, read), (job.strides[0], width * job.strides[1]), (job.dilation[0], 1))
+        return ops.reshape(rows, (-1, kh * read * channels))
     rows = ops.stack([offset_slice(xp, (1,), (a,), (kh,), job.strides, job.dilation) for a in range(kh)], axis=2)
     step = width * job.strides[1]
     rows = ops.stack([rows[:, :, :, q * step : q * step + read] for q in range(blocks)], axis=2)
@@ -51,9 +56,9 @@ def _input_rows(job, xp, kernel_shape):
 
 
 def forward(job, xp, kernel):
-    """(Y, None): valid cross-correlation (no bias) of padded channels_last ``xp``."""
-    y = ops.matmul(_input_rows(job, xp, kernel.shape), _toeplitz(kernel, job))
-    return ops.reshape(y, (-1, *job.out_hw, kernel.shape[-1])), None
+    """(Y, the input rows for ``kernel_gradient``): valid cross-correlation (no bias) of padded channels_last ``xp``."""
+    rows = _input_rows(job, xp, kernel.shape)
+    return ops.reshape(ops.matmul(rows, _toeplitz(kernel, job)), (-1, *job.out_hw, kernel.shape[-1])), rows
 
 
 def input_gradient(job, dy, kernel):
@@ -63,6 +68,11 @@ def input_gradient(job, dy, kernel):
     (hp, wp), ho, step, d = job.padded_hw, job.out_hw[0], width * job.strides[1], job.dilation[0]
     grads = ops.matmul(ops.reshape(dy, (-1, width * filters)), ops.transpose(_toeplitz(kernel, job)))
     grads = ops.reshape(grads, (-1, ho, blocks, kh, read, channels))
+    if torch_views_usable():  # in place, a slice at a time: keras.ops.pad costs ~0.3 ms a call on torch
+        dxp = grads.new_zeros((grads.shape[0], hp, wp, channels))
+        for a, q in itertools.product(range(kh), range(blocks)):
+            dxp[:, a * d : a * d + ho, q * step : q * step + read] += grads[:, :, q, a]
+        return dxp
     columns = [((0, 0),) * 3 + ((q * step, wp - q * step - read), (0, 0)) for q in range(blocks)]
     rows = functools.reduce(ops.add, (ops.pad(grads[:, :, q], pads) for q, pads in enumerate(columns)))  # N,Ho,kh,Wp,C
     return functools.reduce(ops.add, (ops.pad(rows[:, :, a], ((0, 0), (a * d, hp - a * d - ho), (0, 0), (0, 0)))
@@ -71,9 +81,10 @@ def input_gradient(job, dy, kernel):
 
 def kernel_gradient(job, xp, dy, kernel_shape, patches=None):
     """dK: ``G = rowsᵀ · dY`` pairs every input column of a block with every output column; ``dK[a, b]``
-    sums the pairs kernel column ``b`` reads (the Toeplitz pattern). Any strides (no patches kept)."""
+    sums the pairs kernel column ``b`` reads (the Toeplitz pattern); ``patches``: the forward's input rows."""
     kh, kw, channels, filters = kernel_shape
     _, width, read = column_blocks(job.out_hw[1], kw, job.strides[1], job.dilation[1])
-    pairs = ops.matmul(ops.transpose(_input_rows(job, xp, kernel_shape)), ops.reshape(dy, (-1, width * filters)))
+    rows = _input_rows(job, xp, kernel_shape) if patches is None else patches
+    pairs = ops.matmul(ops.transpose(rows), ops.reshape(dy, (-1, width * filters)))
     mask = ops.cast(column_pairs(kw, read, width, job.strides[1], job.dilation[1]), pairs.dtype)
     return ops.einsum("avcjf,bvj->abcf", ops.reshape(pairs, (kh, read, channels, width, filters)), mask)

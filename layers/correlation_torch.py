@@ -1,9 +1,7 @@
-"""The ``"torch"`` arrangement: eager PyTorch, autograd off, one group (in-place and ``out=`` ops
-cannot be differentiated or traced), where every intermediate is materialised and a fresh large
-buffer costs page faults. The windows of a few examples at a time (at most ``MAX_PATCH_ELEMENTS``)
-are copied from a strided view into one reused buffer, each matmul at the full ``kh·kw·C`` depth
-(BLAS runs 1.7× slower on kernel-row slices); outputs and gradients are written in place.
-"""
+"""The ``"torch"`` arrangement: eager PyTorch, autograd off, one group (in-place and ``out=`` ops cannot be
+differentiated or traced; a fresh large buffer costs page faults). The windows of a few examples at a time
+are copied from a strided view into one reused buffer, each matmul at the full ``kh·kw·C`` depth (BLAS runs
+1.7× slower on kernel-row slices); outputs and gradients are written in place."""
 
 import torch
 

@@ -67,9 +67,8 @@ class _Pool2D(keras.layers.Layer):
         return validation.resolve_padding(self.padding, sizes, self.pool_size, self.strides)
 
     def _pad(self, x, pads, value):
-        if all(isinstance(v, int) and v == 0 for pair in pads for v in pair):
-            return x
-        return ops.pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
+        unpadded = all(isinstance(v, int) and v == 0 for pair in pads for v in pair)
+        return x if unpadded else ops.pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
 
     def _reduce_windows(self, padded, combine):
         """Each pool window of channels_last `padded` combined with `combine` (max or +); separable,

@@ -62,8 +62,7 @@ def same_padding(size, kernel, stride=1, dilation=1):
     total = dilation * (kernel - 1)
     if stride > 1:  # ceil(n / s) outputs read (out − 1)·s + 1 rows of kernel starts, not n
         total += ((size + stride - 1) // stride - 1) * stride + 1 - size
-    # max(total, 0); a tensor's with its own operators: keras.ops.maximum would cast PyTorch's int64
-    # sizes to int32, and an exported graph cannot mix the two.
+    # max(total, 0) by a tensor's own operators: keras.ops.maximum casts PyTorch's int64 sizes to int32.
     total = max(total, 0) if isinstance(total, int) else (total + abs(total)) // 2
     before = total // 2
     return before, total - before

@@ -123,6 +123,7 @@ def test_every_arrangement_equals_the_reference(algorithm, kernel_size, strides,
     (5, 1, 1, 28, 4),
     ((3, 3), (1, 2), 1, 20, 2),  # strided columns: Wo = 10, blocks of 5
     ((3, 3), 1, (1, 2), 14, 2),  # dilated columns
+    ((3, 3), 1, (2, 1), 14, 2),  # dilated rows
     (3, 1, 1, 13, 1),  # 13 columns: prime, one block
 ])
 def test_toeplitz_column_blocks_equal_the_reference(kernel_size, strides, dilation, width, blocks, rng, gradients,
