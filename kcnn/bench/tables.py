@@ -7,6 +7,8 @@ def _cell(value):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "NO"
+    if isinstance(value, list):  # e.g. one figure per child process
+        return " ".join(_cell(v) for v in value)
     if isinstance(value, float):
         if value == 0 or 0.01 <= abs(value) < 1e5:
             return f"{value:.3g}" if abs(value) < 10 else f"{value:,.0f}" if abs(value) >= 1000 \

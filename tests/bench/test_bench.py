@@ -64,12 +64,12 @@ def test_run_rejects_bad_arguments(kwargs, match):
 
 def test_format_table_shows_rows_and_errors():
     results = {"size": "tiny", "machine": bench.machine_facts(), "sections": {
-        "conv": {"seconds": 1.0, "rows": [{"a": 1.5, "b": True}], "errors": ["child died"],
-                 "tables": [{"rows": "rows", "columns": ["a", "b"], "title": "T"}]},
+        "conv": {"seconds": 1.0, "rows": [{"a": 1.5, "b": True, "c": [1.234, 0.5]}], "errors": ["child died"],
+                 "tables": [{"rows": "rows", "columns": ["a", "b", "c"], "title": "T"}]},
         "torch": {"seconds": 0.5, "error": "boom"},
     }}
     text = bench.format_table(results)
-    assert "== conv" in text and "T" in text and "1.5" in text and "yes" in text
+    assert "== conv" in text and "T" in text and "1.5" in text and "yes" in text and "1.23 0.5" in text
     assert "error: child died" in text and "error: boom" in text
 
 
@@ -150,7 +150,8 @@ def _check_user(section):
     for row in section["lenet"]:
         assert _finite(row["train_s"]) and 0 < row["train_s"] <= row["fit_s"]
         builtin = section["lenet"][0]
-        assert row["ratio"] == pytest.approx(row["train_s"] / builtin["train_s"])
+        assert row["ratios"] == [pytest.approx(row["train_s"] / builtin["train_s"])]  # one child at --size tiny
+        assert row["ratio"] == pytest.approx(row["ratios"][0])
         assert row["fit_ratio"] == pytest.approx(row["fit_s"] / builtin["fit_s"])
         assert row["met"] is None or row["met"] == (row["ratio"] <= row["target"])
     (memory,) = section["memory"]
