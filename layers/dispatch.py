@@ -15,7 +15,7 @@ CPU; LeNet: d2l's, batch 256; large: one 3×3 64→64 layer, 56², batch 16; VGG
   760–845 ms vs 1,963–2,009 ms with the keras.ops arrangements (:data:`TORCH_MODULE` off).
 * ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, row stride 1:
   LeNet step TF 16.6–17.0 vs im2col 32.9–34.6 ms (in one column block: 18.4–19.8), JAX 14.7 vs 45.2;
-  eager PyTorch 25.7–28.0 vs the torch module's 34.2–36.9 (one block: the same).
+  eager PyTorch (its rows a strided view's copy) 21.5–26.9 vs the torch module's 40.9–42.9.
 * ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
   bands of output rows, memory flat in the image size. VGG block step peak RSS 1,397 MiB vs 2,805
   with ``kernel_rows`` (TensorFlow), JAX 1,306 vs 2,353.
