@@ -1,5 +1,5 @@
-"""Explicit 2-D max and average pooling: strided slices of the padded input (the convolution's
-`offset_slice`) combined with `keras.ops.where` (maximum) or `add` (average), no pooling primitive.
+"""Explicit 2-D max and average pooling: the windows of the padded input (reshapes where they tile it, else
+the convolution's strided `offset_slice`) combined with `keras.ops.where` (maximum) or `add` (average).
 `padding`: Keras's `"valid"` / `"same"` (results equal to `keras.layers.MaxPooling2D` /
 `AveragePooling2D`) or explicit padding as in `torch.nn.MaxPool2d` / `AvgPool2d`.
 """
@@ -73,21 +73,24 @@ class _Pool2D(keras.layers.Layer):
     def _reduce_windows(self, padded, combine):
         """Each pool window of channels_last `padded` combined with `combine` (max or +); separable,
         so the width is reduced first, then the height: pool_h + pool_w slices, not pool_h · pool_w."""
+        tiled = self._tiled_windows(padded, combine)
+        if tiled is not None:
+            return tiled
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
         return _reduce_axis(_reduce_axis(padded, 2, k_w, s_w, combine), 1, k_h, s_h, combine)
 
-    def _tiled_reduce(self, padded, reduce):
-        """``reduce`` (e.g. ``ops.sum``) over non-overlapping windows (stride == pool, static sizes),
-        else None: rows then columns reduced through reshapes, whose gradients are broadcasts (a
-        strided slice's is a padded copy); two 3-D reductions run 2× faster on TF-CPU than one 6-D."""
+    def _tiled_windows(self, padded, combine):
+        """Non-overlapping windows (stride == pool, static sizes; else None) through reshapes and
+        unstacks, whose gradients are broadcasts and stacks, not a strided slice's padded copy: TF-graph
+        LeNet step with max pooling 8.5 ms vs 23.2 ms with slices (built-in 6.7)."""
         (h, w, c), (kh, kw) = padded.shape[1:], self.pool_size
         if tuple(self.strides) != tuple(self.pool_size) or not all(isinstance(v, int) for v in (h, w, c)):
             return None
         ho, wo = h // kh, w // kw
         if (ho * kh, wo * kw) != (h, w):
             padded = padded[:, : ho * kh, : wo * kw]
-        rows = reduce(ops.reshape(padded, (-1, kh, wo * kw * c)), axis=1)  # (N·Ho, Wo·kw·C)
-        out = reduce(ops.reshape(rows, (-1, kw, c)), axis=1)
+        columns = functools.reduce(combine, ops.unstack(ops.reshape(padded, (-1, kw, c)), axis=1))  # N·H·Wo, C
+        out = functools.reduce(combine, ops.unstack(ops.reshape(columns, (-1, kh, wo * c)), axis=1))
         return ops.reshape(out, (-1, ho, wo, c))
 
     def build(self, input_shape):
@@ -136,7 +139,7 @@ _ARGS_DOC = """
 class MaxPool2D(_Pool2D):
     """Explicit 2-D max pooling: Y[n, i, j, c] = max_{a, b} X[n, i·s_h + a, j·s_w + b, c].
 
-    `keras.ops.where` over the strided slices of the padded input, so each output's gradient goes
+    `keras.ops.where` over the windows of the padded input, so each output's gradient goes
     to one input, the first maximum of its window (as `torch.nn.MaxPool2d`). Padding holds the
     dtype's lowest finite value (−inf in effect), so it never wins.
     """
@@ -161,18 +164,13 @@ class AvgPool2D(_Pool2D):
         if keras.backend.standardize_dtype(out_dtype) in ("float16", "bfloat16"):
             x = ops.cast(x, "float32")
         pads = self._pads(x)
-        total = self._window_sum(self._pad(x, pads, 0.0))
+        total = self._reduce_windows(self._pad(x, pads, 0.0), ops.add)
         if self.padding == "same":  # divided by the real inputs per window: the window sums of ones
-            total = ops.divide(total, self._window_sum(self._pad(ops.ones_like(x[:1, :, :, :1]), pads, 0.0)))
+            ones = self._pad(ops.ones_like(x[:1, :, :, :1]), pads, 0.0)
+            total = ops.divide(total, self._reduce_windows(ones, ops.add))
         else:
             total = total / float(self.pool_size[0] * self.pool_size[1])
         return ops.cast(total, out_dtype)
-
-    def _window_sum(self, padded):
-        tiled = self._tiled_reduce(padded, ops.sum)
-        if tiled is not None:
-            return tiled
-        return self._reduce_windows(padded, ops.add)
 
 
 # The shared argument list, appended to each layer's own docstring.

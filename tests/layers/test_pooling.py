@@ -473,17 +473,20 @@ def test_wrong_rank_input_raises():
 
 # ---------------------------------------------------------------- arrangements and docs
 
+@pytest.mark.parametrize("layer_cls", [MaxPool2D, AvgPool2D])
 @pytest.mark.parametrize("padding", ["valid", "same", 1])
-def test_tiled_average_equals_strided_slices(rng, padding):
-    """stride == pool runs as one reshape + sum (odd sizes crop or pad); it equals the slice loop.
+def test_tiled_windows_equal_strided_slices_with_ties(rng, layer_cls, padding, monkeypatch):
+    """stride == pool runs through reshapes and unstacks (odd sizes crop or pad): the slice loop's
+    outputs and gradients, max pooling's to each window's first maximum (row-major) when values tie.
     The windows are taken channels_last whatever the layer's data_format."""
-    layer = AvgPool2D(2, padding=padding)
-    x = ops.convert_to_tensor(rng.normal(size=(2, 7, 6, 3)).astype("float32"))
-    padded = layer._pad(x, layer._pads(x), 0.0)
-    assert layer._tiled_reduce(padded, ops.sum) is not None
-    sliced = ops.convert_to_numpy(layer._reduce_windows(padded, ops.add))
-    np.testing.assert_allclose(to_numpy(layer._window_sum(padded)), sliced, rtol=1e-6, atol=1e-6)
-    assert AvgPool2D(3, 2)._tiled_reduce(padded, ops.sum) is None  # overlapping windows: slices
+    x = rng.integers(0, 3, size=(2, 7, 6, 3)).astype("float32")  # many ties
+    tiled, sliced = layer_cls(2, padding=padding), layer_cls(2, padding=padding)
+    assert tiled._tiled_windows(ops.convert_to_tensor(x), ops.add) is not None
+    assert layer_cls(3, 2)._tiled_windows(ops.convert_to_tensor(x), ops.add) is None  # overlapping: slices
+    monkeypatch.setattr(sliced, "_tiled_windows", lambda padded, combine: None)
+    np.testing.assert_allclose(to_numpy(tiled(x)), to_numpy(sliced(x)), rtol=1e-6)
+    cotangent = rng.normal(size=tiled.compute_output_shape(x.shape)).astype("float32")
+    np.testing.assert_allclose(grad_of(tiled, x, cotangent), grad_of(sliced, x, cotangent), rtol=1e-6)
 
 
 @pytest.mark.parametrize("layer_cls", [MaxPool2D, AvgPool2D])
