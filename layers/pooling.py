@@ -71,8 +71,7 @@ class _Pool2D(keras.layers.Layer):
         return x if unpadded else ops.pad(x, ((0, 0), *pads, (0, 0)), constant_values=value)
 
     def _reduce_windows(self, padded, combine):
-        """Each pool window of channels_last `padded` combined with `combine` (max or +); separable,
-        so the width is reduced first, then the height: pool_h + pool_w slices, not pool_h · pool_w."""
+        """Each window of channels_last `padded` combined by `combine` (max or +), width first: kh + kw slices."""
         tiled = self._tiled_windows(padded, combine)
         if tiled is not None:
             return tiled
@@ -80,17 +79,20 @@ class _Pool2D(keras.layers.Layer):
         return _reduce_axis(_reduce_axis(padded, 2, k_w, s_w, combine), 1, k_h, s_h, combine)
 
     def _tiled_windows(self, padded, combine):
-        """Non-overlapping windows (stride == pool, static sizes; else None) through reshapes and
-        unstacks, whose gradients are broadcasts and stacks, not a strided slice's padded copy: TF-graph
-        LeNet step with max pooling 8.5 ms vs 23.2 ms with slices (built-in 6.7)."""
+        """Non-overlapping windows (stride == pool, static sizes; else None) by reshapes, whose gradients are not
+        strided slices' padded copies: TF max pool 2×2 of (256, 28, 28, 6), train pass 5.0–5.6 vs 21.7 ms."""
         (h, w, c), (kh, kw) = padded.shape[1:], self.pool_size
         if tuple(self.strides) != tuple(self.pool_size) or not all(isinstance(v, int) for v in (h, w, c)):
             return None
         ho, wo = h // kh, w // kw
         if (ho * kh, wo * kw) != (h, w):
             padded = padded[:, : ho * kh, : wo * kw]
-        columns = functools.reduce(combine, ops.unstack(ops.reshape(padded, (-1, kw, c)), axis=1))  # N·H·Wo, C
-        out = functools.reduce(combine, ops.unstack(ops.reshape(columns, (-1, kh, wo * c)), axis=1))
+        if combine is ops.add:  # rows first: 2.3 vs 2.8 ms on TF (columns first), the sum the same
+            rows = ops.sum(ops.reshape(padded, (-1, kh, wo * kw * c)), axis=1)  # N·Ho, Wo·kw·C
+            out = ops.sum(ops.reshape(rows, (-1, kw, c)), axis=1)
+        else:  # columns first, so that ties go to the row-major first maximum
+            columns = functools.reduce(combine, ops.unstack(ops.reshape(padded, (-1, kw, c)), axis=1))
+            out = functools.reduce(combine, ops.unstack(ops.reshape(columns, (-1, kh, wo * c)), axis=1))
         return ops.reshape(out, (-1, ho, wo, c))
 
     def build(self, input_shape):
