@@ -83,9 +83,9 @@ def build_parser():
                         "output layer and the ONNX export stay float32 (default: none)")
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                    help="XLA / torch.compile for the train step (auto: what measured faster "
-                        "here, kcnn.training.JIT_AUTO: XLA on jax, on tensorflow with --conv "
-                        "explicit or a GPU; eager on torch and for built-in convs on a "
-                        "tensorflow CPU)")
+                        "here, kcnn.training.JIT_AUTO: XLA on jax, on tensorflow with a GPU or "
+                        "with --conv explicit for jobs of 50,000+ examples (epochs x training "
+                        "set); eager on torch, uncompiled graphs otherwise on a tensorflow CPU)")
     p.add_argument("--steps-per-execution", type=_steps_per_execution, default="auto",
                    help="batches per compiled call (fewer Python round trips); auto (default): "
                         "8, or 1 on torch and with a tensorflow --distribute")

@@ -221,6 +221,8 @@ def _check_train(section):
     assert jit["conv"] == "builtin" and jit["auto_jit"] == section["rows"][0]["jit_compiled"]
     assert jit["ratio"] == pytest.approx(jit["auto_examples_per_second"]
                                          / jit["other_examples_per_second"])
+    assert jit["auto_wall_seconds"] == section["rows"][0]["wall_seconds"]
+    assert jit["wall_ratio"] == pytest.approx(jit["other_wall_seconds"] / jit["auto_wall_seconds"])
 
 
 def _check_data(section):

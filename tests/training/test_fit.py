@@ -237,9 +237,24 @@ def test_auto_jit_compile_follows_the_measured_table(backend, builtin_jit, expli
     assert train.resolve_jit_compile("auto", explicit, backend, device="gpu") == "auto"
     assert train.resolve_jit_compile("auto", explicit, backend, distributed=True) == "auto"
     assert train.resolve_jit_compile(False, explicit, backend) is False
+    # XLA's compile time is paid back only by jobs of enough examples (epochs × training set)
+    assert train.resolve_jit_compile("auto", explicit, backend, device="cpu", examples=10**6) is explicit_jit
+    small_job = train.resolve_jit_compile("auto", explicit, backend, device="cpu", examples=21_555)
+    assert small_job is (False if backend == "tensorflow" else explicit_jit)
     for (b, device, conv), choice in train.JIT_AUTO.items():  # each choice names its figure
         assert device in ("cpu", "gpu") and conv in ("builtin", "explicit")
         assert "ex/s" in choice.measured and isinstance(choice.value, bool)
+
+
+def test_fit_sizes_auto_jit_compile_by_the_job(tiny):
+    """fit passes its job's size (epochs × training examples) to the choice: 2 × 160 examples."""
+    r = _recipe(epochs=2)
+    keras.utils.set_random_seed(0)
+    model = models.build("lenet", conv="explicit", input_shape=(16, 16, 1), num_classes=4)
+    train.fit(model, tiny, r, seed=0, verbose=0)
+    assert bool(model.jit_compile) is bool(train.resolve_jit_compile("auto", model, examples=2 * tiny.num_train))
+    if keras.backend.backend() == "tensorflow":
+        assert model.jit_compile is False and train.resolve_jit_compile("auto", model) is True
 
 
 @pytest.mark.parametrize("value", ["on", None, 1.5])
