@@ -224,7 +224,8 @@ class JitChoice(NamedTuple):
 # ``jit_compile="auto"`` per (backend, device, conv). Figures: kcnn-train's default job (LeNet,
 # digits, 15 epochs, steps_per_execution 8 on TF/JAX), steady-state examples/s with the choice vs
 # the other, on a quiet 2-core AMD EPYC, 2026-12-04: ``kcnn-bench --section train`` (its "jit"
-# rows; the ranges span that run, with the Toeplitz arrangement, and earlier ones). Unlike the
+# rows; the ranges span that run, with the Toeplitz arrangement, and earlier ones; TensorFlow
+# explicit: a quiet 2-core Intel Xeon, 2026-12-05, with tiled max pooling). Unlike the
 # issue's plain-Keras LeNet (one step per call), XLA slows built-in convs on a TensorFlow CPU here.
 # GPUs are not measured yet: Keras's own choice there (XLA on TF/JAX, eager on torch).
 JIT_AUTO = {
