@@ -266,7 +266,10 @@ def test_bad_jit_compile(value):
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="XLA for 'auto' is a TensorFlow-only decision (JAX always compiles)")
-def test_fit_compiles_explicit_tensorflow_models_with_xla(tiny):
+def test_fit_compiles_explicit_tensorflow_models_with_xla_for_large_jobs(tiny, monkeypatch):
+    """A job of at least ``min_examples`` (here lowered to this one's 128) trains under XLA."""
+    key = ("tensorflow", "cpu", "explicit")
+    monkeypatch.setitem(train.JIT_AUTO, key, train.JIT_AUTO[key]._replace(min_examples=tiny.num_train))
     r = _recipe(epochs=1)
     keras.utils.set_random_seed(0)
     model = models.build(r.model, conv="explicit", input_shape=(16, 16, 1), num_classes=4)
