@@ -247,7 +247,7 @@ def test_auto_jit_compile_follows_the_measured_table(backend, builtin_jit, expli
 
 
 def test_fit_sizes_auto_jit_compile_by_the_job(tiny):
-    """fit passes its job's size (epochs × training examples) to the choice: 2 × 160 examples."""
+    """fit passes its job's size (epochs × training examples) to the choice: 2 × 128 examples."""
     r = _recipe(epochs=2)
     keras.utils.set_random_seed(0)
     model = models.build("lenet", conv="explicit", input_shape=(16, 16, 1), num_classes=4)
