@@ -83,8 +83,7 @@ def input_gradient(job, dy, kernel):
     (sh, sw), (hp, wp), groups = job.strides, job.padded_hw, job.groups
     if (sh, sw) == (1, 1):
         return scatter_input_gradient(dy, kernel, (hp, wp), job.dilation, groups)
-    kh, kw, cg, _ = kernel.shape
-    n = ops.shape(dy)[0]
+    (kh, kw, cg, _), n = kernel.shape, ops.shape(dy)[0]
     qh, qw = -(-hp // sh), -(-wp // sw)
     phase_rows = []
     for rh in range(sh):

@@ -50,30 +50,30 @@ class CrossCorrelation2D(keras.layers.Conv2D):
                              f"`strides={self.strides}`, `padding={self.padding}`.")
         return (input_shape[0], *out, self.filters) if channels_last else (input_shape[0], self.filters, *out)
 
-    def _stored_dtype_kernel(self):
-        """The kernel in its stored dtype (float32 under a mixed policy, so its gradient stays float32),
-        plus LoRA's ``(lora_alpha / lora_rank) · A·B`` when on; read as tensors inside the scope (a
-        TensorFlow variable would autocast on later reads)."""
+    def _stored_dtype_weights(self):
+        """(kernel, bias or None) in their stored dtype (float32 under a mixed policy, so their gradients stay
+        float32), the kernel plus LoRA's ``(lora_alpha / lora_rank) · A·B`` when on; read as tensors inside
+        the scope (a TensorFlow variable would autocast on later reads)."""
         with keras_compat.AutocastScope(None):
+            bias = ops.convert_to_tensor(self.bias.value) if self.use_bias else None
             kernel = ops.convert_to_tensor(keras_compat.stored_kernel(self).value)
             if not self.lora_enabled:
-                return kernel
+                return kernel, bias
             a, b = (ops.convert_to_tensor(factor.value) for factor in (self.lora_kernel_a, self.lora_kernel_b))
             update = ops.matmul(a, b)
-            return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank))
+            return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank)), bias
 
     def call(self, inputs, training=None):
         """``Y = corr2d(pad(X), K) + b``, d2l's formula, for every example and channel:
-        ``correlation.correlate`` gathers the windows of the padded input and multiplies them by
-        the kernel (``training=True``: with the hand-written backward pass)."""
+        ``correlation.correlate`` gathers the windows of the padded input, multiplies them by
+        the kernel and adds the bias (``training=True``: with the hand-written backward pass)."""
         x = inputs if self.data_format == "channels_last" else ops.transpose(inputs, (0, 2, 3, 1))
         (top, bottom), (left, right) = validation.resolve_padding(
             self.padding, tuple(ops.shape(x)[1:3]), self.kernel_size, self.strides, self.dilation_rate)
         xp = ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))) if top + bottom + left + right else x
-        y = correlation.correlate(xp, self._stored_dtype_kernel(), self.strides, self.dilation_rate, self.groups,
-                                  training=bool(training), algorithm=self.algorithm)
-        if self.use_bias:
-            y = ops.add(y, ops.cast(self.bias, y.dtype))
+        kernel, bias = self._stored_dtype_weights()
+        y = correlation.correlate(xp, kernel, self.strides, self.dilation_rate, self.groups,  # corr2d(Xp, K) + b
+                                  training=bool(training), algorithm=self.algorithm, bias=bias)
         if self.data_format == "channels_first":
             y = ops.transpose(y, (0, 3, 1, 2))
         return y if self.activation is None else self.activation(y)

@@ -1,10 +1,9 @@
 """Which arrangement of the cross-correlation formula runs, and why each exists.
 
-:func:`choose` is a pure function of the layer's shapes, the backend and the call's context; its
-:class:`Plan` names the arrangement that ``kcnn.layers.correlation`` runs. Each one kept beats the
-simpler alternative by at least 10 % where it runs (``kcnn-bench --section conv``, its
-``arrangements`` rows). Figures: one ``train_on_batch`` step at Keras's defaults, median of 5, 2-core
-CPU; LeNet: d2l's, batch 256; large: one 3×3 64→64 layer, 56², batch 16; VGG block: 112², batch 32.
+:func:`choose`, a pure function of the shapes, the backend and the call's context, returns the :class:`Plan`
+that ``kcnn.layers.correlation`` runs. Each arrangement kept beats the simpler one by ≥ 10 % where it runs
+(``kcnn-bench --section conv``, ``arrangements`` rows). Figures: one ``train_on_batch`` step at Keras's defaults,
+median of 5, 2-core CPU; LeNet: d2l's, batch 256; large: one 3×3 64→64 layer, 56², b16; VGG block: 112², b32.
 
 * ``"reference"`` — ``corr2d.cross_correlate`` under autodiff: the oracle, only when asked.
 * ``"im2col"`` — every window in one patch matrix of at most :data:`MAX_PATCH_ELEMENTS`, one matmul,

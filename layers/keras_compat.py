@@ -10,14 +10,10 @@ import importlib
 
 import keras
 
-# name → the private module it is imported from.
-PRIVATE_NAMES = {
-    "AutocastScope": "keras.src.backend.common.variables",
-    "standardize_data_format": "keras.src.backend",
-    "standardize_tuple": "keras.src.utils.argument_validation",
-    "standardize_padding": "keras.src.utils.argument_validation",
-    "keras_home": "keras.src.backend.config",
-}
+PRIVATE_NAMES = {  # name → the private module it is imported from
+    "AutocastScope": "keras.src.backend.common.variables", "standardize_data_format": "keras.src.backend",
+    "standardize_tuple": "keras.src.utils.argument_validation", "keras_home": "keras.src.backend.config",
+    "standardize_padding": "keras.src.utils.argument_validation"}
 
 
 def private(name):
@@ -26,13 +22,11 @@ def private(name):
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as error:
-        raise ImportError(
-            f"keras {keras.__version__} no longer has the private name `{name}` in `{module}`, "
-            "which kcnn uses; update kcnn/layers/keras_compat.py"
-        ) from error
+        raise ImportError(f"keras {keras.__version__} no longer has the private name `{name}` in `{module}`, "
+                          "which kcnn uses; update kcnn/layers/keras_compat.py") from error
 
 
-AutocastScope, standardize_data_format, standardize_tuple, standardize_padding, keras_home = map(
+AutocastScope, standardize_data_format, standardize_tuple, keras_home, standardize_padding = map(
     private, PRIVATE_NAMES)  # in PRIVATE_NAMES' order
 
 
@@ -41,7 +35,5 @@ def stored_kernel(layer):
     try:
         return layer._kernel
     except AttributeError as error:
-        raise AttributeError(
-            f"keras {keras.__version__}'s Conv2D no longer keeps its kernel variable in `_kernel`, "
-            "which kcnn uses; update kcnn/layers/keras_compat.py"
-        ) from error
+        raise AttributeError(f"keras {keras.__version__}'s Conv2D no longer keeps its kernel variable in "
+                             "`_kernel`, which kcnn uses; update kcnn/layers/keras_compat.py") from error

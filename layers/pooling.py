@@ -72,8 +72,7 @@ class _Pool2D(keras.layers.Layer):
 
     def _reduce_windows(self, padded, combine):
         """Each window of channels_last `padded` combined by `combine` (max or +), width first: kh + kw slices."""
-        tiled = self._tiled_windows(padded, combine)
-        if tiled is not None:
+        if (tiled := self._tiled_windows(padded, combine)) is not None:
             return tiled
         (k_h, k_w), (s_h, s_w) = self.pool_size, self.strides
         return _reduce_axis(_reduce_axis(padded, 2, k_w, s_w, combine), 1, k_h, s_h, combine)
@@ -175,6 +174,5 @@ class AvgPool2D(_Pool2D):
         return ops.cast(total, out_dtype)
 
 
-# The shared argument list, appended to each layer's own docstring.
-MaxPool2D.__doc__ += _ARGS_DOC
+MaxPool2D.__doc__ += _ARGS_DOC  # the shared argument list, after each layer's own docstring
 AvgPool2D.__doc__ += _ARGS_DOC

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from keras import ops
 
-from kcnn.layers import CrossCorrelation2D, corr2d
+from kcnn.layers import CrossCorrelation2D, corr2d, dispatch
 
 BACKEND = keras.backend.backend()
 
@@ -378,6 +378,27 @@ def test_low_precision_policies(policy, rng, gradients):
     )
     got = gradients(lambda inputs: ops.sum(ops.cast(layer(inputs, training=True), "float32")), x, layer)
     assert all(np.isfinite(g.astype("float32")).all() for g in got)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_toeplitz_bias_in_the_product_has_conv2d_gradients(policy, rng, gradients):
+    """The Toeplitz arrangement adds the bias inside its product (own bias gradient): the weights' gradients
+    stay in their float32 storage and equal Conv2D's."""
+    layer = CrossCorrelation2D(5, 3, padding="same", algorithm="toeplitz", bias_initializer="random_normal",
+                               dtype=policy)
+    reference = keras.layers.Conv2D(5, 3, padding="same")
+    x = rng.normal(size=(3, 7, 7, 2)).astype("float32")
+    layer.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    with dispatch.recorded() as plans:
+        got = gradients(lambda inputs: ops.sum(ops.cast(layer(inputs, training=True), "float32") ** 2), x, layer)
+    assert {plan.path for plan in plans} == {"toeplitz"}
+    want = gradients(lambda inputs: ops.sum(reference(inputs) ** 2), x, reference)
+    tolerance = 0.05 if policy == "mixed_float16" else 1e-4
+    for name, g, w in zip(["input", "kernel", "bias"], got, want):
+        assert g.dtype == np.float32, name
+        np.testing.assert_allclose(g, w, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
 def test_onnx_export_matches_onnxruntime(tmp_path, rng):
