@@ -9,7 +9,9 @@ tensor, a flat ``data`` list), ``tfserving`` (b64 PNG instance) and ``grpc`` (KS
 ``raw_input_contents``). Reported per protocol: requests/s, images/s, p50/p90/p99 latency,
 errors, the server's mean micro-batch size and its CPU time per image (user + system time of the
 server process over the run, from ``/proc``; the load generator runs on the same cores, so
-throughput is shared with it, but the CPU per image is the server's alone).
+throughput is shared with it, but the CPU per image is the server's alone). The ``grpc`` load then
+runs once more against a bare grpc.aio server answering a fixed response (:mod:`kcnn.bench.grpc_floor`):
+kcnn-serve's gRPC CPU per call and throughput against what grpcio alone costs and allows here.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -31,6 +34,7 @@ PROTOCOLS = ("v1", "v2", "v2json", "tfserving", "grpc")
 #: Server CPU milliseconds per image each protocol should stay under (issue 21's targets).
 CPU_TARGETS_MS = {"v1": 1.0, "v2": 0.5, "v2json": 0.8, "tfserving": 1.0, "grpc": 0.5}
 TARGETS = {"p99_ms": 50.0, "errors": 0, "json_vs_binary_cpu": 1.5}
+FLOOR_COLUMNS = ("requests", "errors", "requests_per_s", "p50_ms", "p99_ms")
 
 
 def child_export(spec):
@@ -125,6 +129,30 @@ def _measure(proc, url, grpc, body, protocol, requests):
     return row, load
 
 
+def _floor(url, body, requests):
+    """The ``grpc`` load against the bare grpc.aio server of :mod:`kcnn.bench.grpc_floor` (the request
+    built from ``url``'s metadata, as for kcnn-serve): throughput, latency and server CPU per call."""
+    from kcnn.export.loadtest import run_load
+
+    proc = subprocess.Popen([sys.executable, "-m", "kcnn.bench.grpc_floor"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        if not port.isdigit():
+            raise bench.BenchError(f"the bare gRPC server did not start: {proc.stderr.read()[-300:]}")
+        common = {"clients": CLIENTS, "protocol": "grpc", "grpc_address": f"127.0.0.1:{port}"}
+        run_load(url, body, requests=WARMUP_REQUESTS, **common)
+        cpu_before = _cpu_seconds(proc.pid)
+        load = run_load(url, body, requests=requests, max_seconds=300, **common)
+        cpu_after = _cpu_seconds(proc.pid)
+    finally:
+        _stop(proc)
+    calls = load["requests"] - load["errors"]
+    return {"server": "bare grpc.aio (floor)", **{k: load[k] for k in FLOOR_COLUMNS},
+            "server_cpu_ms_per_call": (1000.0 * (cpu_after - cpu_before) / calls
+                                       if cpu_before is not None and calls else None)}
+
+
 def _checks(rows):
     by_protocol = {row["protocol"]: row for row in rows}
     checks = []
@@ -168,18 +196,32 @@ def run(ctx) -> dict:
             row, load = _measure(proc, url, grpc, body, protocol, REQUESTS[ctx.size])
             rows.append({"model": "lenet", "onnx_exported_on": backend, **row})
             statuses[protocol], failures[protocol] = load["statuses"], load["failures"]
+        ctx.say("[serving] gRPC floor: a bare grpc.aio server, the same load")
+        floor = _floor(url, body, REQUESTS[ctx.size])
     finally:
         _stop(proc)
+    kcnn_grpc = next(row for row in rows if row["protocol"] == "grpc")
+    floor_rows = [{"server": "kcnn-serve", **{k: kcnn_grpc[k] for k in FLOOR_COLUMNS},
+                   "server_cpu_ms_per_call": kcnn_grpc["server_cpu_ms_per_image"]}, floor]
+    for row in floor_rows:
+        row["cpu_vs_floor"] = (row["server_cpu_ms_per_call"] / floor["server_cpu_ms_per_call"]
+                               if row["server_cpu_ms_per_call"] and floor["server_cpu_ms_per_call"] else None)
+        row["throughput_vs_floor"] = row["requests_per_s"] / floor["requests_per_s"]
     return {
         "rows": rows,
         "statuses": statuses,
         "failures": failures,
         "targets": _checks(rows),
+        "grpc_floor": floor_rows,
         "tables": [
             {"rows": "rows", "title": f"kcnn-serve, {CLIENTS} clients per protocol, loopback "
                                       "(load generator on the same cores)",
              "columns": ["protocol", "requests", "errors", "requests_per_s", "images_per_s",
                          "p50_ms", "p99_ms", "mean_batch_size", "server_cpu_ms_per_image"]},
+            {"rows": "grpc_floor", "title": "KServe V2 gRPC, 1 image per call: kcnn-serve vs a bare grpc.aio "
+                                            "server answering a fixed response (the floor of grpcio)",
+             "columns": ["server", *FLOOR_COLUMNS, "server_cpu_ms_per_call", "cpu_vs_floor",
+                         "throughput_vs_floor"]},
             {"rows": "targets", "columns": ["figure", "value", "target", "meets_target"]},
         ],
     }

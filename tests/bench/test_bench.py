@@ -209,6 +209,12 @@ def _check_serving(section):
         assert row["server_cpu_ms_per_image"] > 0 and row["mean_batch_size"] >= 1
     assert section["statuses"] == {protocol: {"200": 200} for protocol in protocols}
     assert any(check["figure"] == "V2 JSON / V2 binary server CPU" for check in section["targets"])
+    kcnn, floor = section["grpc_floor"]
+    assert (kcnn["server"], floor["server"]) == ("kcnn-serve", "bare grpc.aio (floor)")
+    assert floor["requests"] == 200 and floor["errors"] == 0 and floor["server_cpu_ms_per_call"] > 0
+    assert kcnn["server_cpu_ms_per_call"] == section["rows"][-1]["server_cpu_ms_per_image"]
+    assert kcnn["cpu_vs_floor"] == pytest.approx(kcnn["server_cpu_ms_per_call"] / floor["server_cpu_ms_per_call"])
+    assert floor["cpu_vs_floor"] == 1.0 and floor["throughput_vs_floor"] == 1.0
 
 
 def _check_train(section):
