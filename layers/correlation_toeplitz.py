@@ -59,8 +59,8 @@ def forward(job, xp, kernel, bias=None):
     """(Y, the input rows for ``kernel_gradient``): valid cross-correlation of padded channels_last ``xp``, plus
     ``bias`` at every output column of the block (an add TensorFlow fuses into the matmul: LeNet step −6 %)."""
     rows, toeplitz = _input_rows(job, xp, kernel.shape), _toeplitz(kernel, job)
-    y = ops.matmul(rows, toeplitz) if bias is None else ops.add(ops.matmul(rows, toeplitz),
-                                                                  ops.tile(bias, (toeplitz.shape[1] // bias.shape[0],)))
+    y = ops.matmul(rows, toeplitz)
+    y = y if bias is None else ops.add(y, ops.tile(bias, (toeplitz.shape[1] // bias.shape[0],)))  # B copies
     return ops.reshape(y, (-1, *job.out_hw, kernel.shape[-1])), rows
 
 
