@@ -79,8 +79,7 @@ def corr2d(x, kernel):
         raise ValueError("`kernel` must be non-empty and no larger than `x` in either dimension. "
                          f"Received x with shape {tuple(x.shape)} and kernel with shape {tuple(kernel.shape)}.")
     dtype = keras.backend.result_type(x.dtype, kernel.dtype)
-    if "float" not in dtype:
-        dtype = keras.config.floatx()
+    dtype = dtype if "float" in dtype else keras.config.floatx()  # integers: Keras's float type
     x, kernel = ops.cast(x, dtype), ops.cast(kernel, dtype)
     y = None
     for a in range(k_h):

@@ -2,15 +2,16 @@
 
     Y[n, i, j, f] = Σ_a Σ_b Σ_c  Xp[n, i·s_h + a·d_h, j·s_w + b·d_w, c] · K[a, b, c, f]  + bias[f]
 
-Kernel offset ``(a, b)`` reads one strided slice of the padded input ``Xp`` (a *window* per output
-pixel); the windows side by side make the patch matrix, whose product with the kernel is ``Y``.
-``dispatch`` picks how the windows are gathered; one module per arrangement (``correlation_im2col``,
-``_bands``, ``_toeplitz``, ``_torch``) runs it through the same ``forward``, ``input_gradient`` and
-``kernel_gradient``. Training runs them in ``keras.ops.custom_gradient``, so autodiff never keeps
-``kh·kw`` input-sized slices alive: ``dK = patchesᵀ · dY`` (float32 for float16/bfloat16 inputs),
-``dXp`` = each window's ``dY · K[a, b]ᵀ`` added back where it was read, ``dbias = Σ dY``.
+Kernel offset ``(a, b)`` reads one strided slice of the padded input ``Xp`` (a *window* per output pixel); the
+windows side by side make the patch matrix, whose product with the kernel is ``Y``. ``dispatch`` picks how the
+windows are gathered; one module per arrangement (``correlation_im2col``, ``_bands``, ``_toeplitz``, ``_torch``)
+runs it through the same ``forward``, ``input_gradient`` and ``kernel_gradient``. Training runs them in
+``keras.ops.custom_gradient``, so autodiff never keeps ``kh·kw`` input-sized slices alive: ``dK = patchesᵀ · dY``
+(float32 for float16/bfloat16 inputs), ``dXp`` = each window's ``dY · K[a, b]ᵀ`` added back where it was read,
+``dbias = Σ dY``.
 """
 
+import functools
 from typing import NamedTuple
 
 import keras
@@ -107,24 +108,28 @@ def _arrangement(path):
 
 def _context(training):
     """``choose``'s flags: ``torch_autograd_off`` (eager PyTorch, not tracing, autograd off: always when training,
-    inside custom_gradient) and ``tf_graph`` (TensorFlow tracing a graph, as ``model.fit``'s ``tf.function``)."""
+    inside custom_gradient), ``tf_graph`` (TensorFlow tracing a graph) and ``accelerator`` (:func:`on_accelerator`)."""
+    flags = {"torch_autograd_off": False, "tf_graph": False, "accelerator": on_accelerator(backend())}
     if backend() == "tensorflow":
         import tensorflow as tf
+        flags["tf_graph"] = not tf.executing_eagerly()
+    elif correlation_im2col.torch_views_usable():
+        import torch
+        flags["torch_autograd_off"] = bool(training) or not torch.is_grad_enabled()
+    return flags
 
-        return {"torch_autograd_off": False, "tf_graph": not tf.executing_eagerly()}
-    if not correlation_im2col.torch_views_usable():
-        return {"torch_autograd_off": False, "tf_graph": False}
+
+@functools.cache
+def on_accelerator(name):
+    """Whether Keras backend ``name`` computes on a GPU or TPU (Keras's default device for new tensors)."""
+    if name != "torch":
+        return not keras.distribution.list_devices()[0].startswith("cpu")
     import torch
-
-    return {"torch_autograd_off": bool(training) or not torch.is_grad_enabled(), "tf_graph": False}
+    return torch.cuda.is_available()
 
 
 def _xla(forward, input_gradient, kernel_gradient):
     """The band loop's forward and gradients XLA-compiled (it reuses one band's buffers); the gradients
     apart, so that graph pruning drops the input gradient where nothing needs it."""
     import tensorflow as tf
-
-    def compiled(function):
-        return tf.function(function, jit_compile=True, autograph=False)
-
-    return compiled(forward), compiled(input_gradient), compiled(kernel_gradient)
+    return tuple(tf.function(f, jit_compile=True, autograph=False) for f in (forward, input_gradient, kernel_gradient))

@@ -17,7 +17,6 @@ def torch_views_usable():
     if backend() != "torch":
         return False
     import torch
-
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
@@ -32,7 +31,6 @@ def windows(xp, kernel_hw, strides, dilation, kernel_rows=None):
     a0, a1 = kernel_rows or (0, kernel_hw[0])
     if torch_views_usable():
         from kcnn.layers import correlation_torch
-
         view = correlation_torch.window_view(xp, kernel_hw, strides, dilation)[:, :, :, a0:a1]
         n, ho, wo, r, kw, c = view.shape  # no -1: torch cannot infer it when N is 0
         return view.reshape(n, ho, wo, r * kw * c)  # 5–10× faster than cat of small slices

@@ -60,8 +60,7 @@ class CrossCorrelation2D(keras.layers.Conv2D):
             if not self.lora_enabled:
                 return kernel, bias
             a, b = (ops.convert_to_tensor(factor.value) for factor in (self.lora_kernel_a, self.lora_kernel_b))
-            update = ops.matmul(a, b)
-            return ops.add(kernel, ops.multiply(update, self.lora_alpha / self.lora_rank)), bias
+            return ops.add(kernel, ops.multiply(ops.matmul(a, b), self.lora_alpha / self.lora_rank)), bias
 
     def call(self, inputs, training=None):
         """``Y = corr2d(pad(X), K) + b``, d2l's formula, for every example and channel:

@@ -15,11 +15,10 @@ median of 5, 2-core CPU; LeNet: d2l's, batch 256; large: one 3×3 64→64 layer,
 * ``"toeplitz"`` — narrow inputs with few channels (:func:`toeplitz_pays`), one group, row stride 1:
   LeNet step TF 16.6–17.0 vs im2col 32.9–34.6 ms (in one column block: 18.4–19.8), JAX 14.7 vs 45.2;
   eager PyTorch (its rows a strided view's copy) 21.5–26.9 vs the torch module's 40.9–42.9.
-* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over
-  bands of output rows, memory flat in the image size. VGG block step peak RSS 1,397 MiB vs 2,805
-  with ``kernel_rows`` (TensorFlow), JAX 1,306 vs 2,353.
-* ``xla`` — a TensorFlow graph's band loop, XLA-compiled: VGG block step peak RSS 1,397 MiB vs 2,178
-  as plain graph ops. Elsewhere it does not pay (LeNet step: 27.1 vs 25.1 ms plain).
+* ``"bands"`` — large layers on TensorFlow and JAX when training (or with a static batch): a loop over bands of
+  output rows, memory flat in the image size. VGG block step peak RSS 1,397 MiB vs 2,805 with ``kernel_rows``
+  (TensorFlow), JAX 1,306 vs 2,353. ``xla``: a TensorFlow graph's band loop XLA-compiled, 1,397 MiB vs 2,178 as
+  plain graph ops (elsewhere it does not pay: LeNet step 27.1 vs 25.1 ms plain).
 """
 
 import contextlib
@@ -27,8 +26,9 @@ from typing import NamedTuple
 
 ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 
-# The most elements one patch matrix (im2col buffer) may hold before the work is split.
-MAX_PATCH_ELEMENTS = 1 << 23
+# The most elements one patch matrix (im2col buffer) may hold before the work is split, on the CPU and on a GPU
+# (1 GiB of float32; VGG-11/4 224² b64 fit, JAX, H100: im2col 8,636 vs bands 5,110 examples/s, built-in 10,487).
+MAX_PATCH_ELEMENTS, GPU_PATCH_ELEMENTS = 1 << 23, 1 << 28
 # In a compiled loop (XLA: JAX, TensorFlow training) a band holds at most MAX_PATCH_ELEMENTS / BAND_SHARE
 # (8 MiB of float32). VGG block train pass: TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row
 # bands, JAX 858–1,063 vs 1,061–1,272; a plain TensorFlow loop pays per iteration (predict 1,019 vs 478).
@@ -59,18 +59,19 @@ def patch_elements(batch, out_hw, kernel_hw, channels):
 
 
 def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups, strides=(1, 1),
-           dilation=(1, 1), torch_autograd_off=False, tf_graph=False):
-    """The :class:`Plan` for one call of the layer. ``algorithm``: one of :data:`ALGORITHMS`; ``training``:
-    the hand-written backward is wanted; ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo);
-    ``kernel_shape``: (kh, kw, C/g, F); ``torch_autograd_off``: eager PyTorch with autograd off, not
-    exporting; ``tf_graph``: TensorFlow tracing a graph (``model.fit``'s train function)."""
+           dilation=(1, 1), torch_autograd_off=False, tf_graph=False, accelerator=False):
+    """The :class:`Plan` for one call of the layer. ``algorithm``: one of :data:`ALGORITHMS`; ``training``: the
+    hand-written backward is wanted; ``batch``: the static batch size or None; ``out_hw``: (Ho, Wo); ``kernel_shape``:
+    (kh, kw, C/g, F); ``torch_autograd_off``: eager PyTorch with autograd off, not exporting; ``tf_graph``: TensorFlow
+    tracing a graph (``model.fit``'s train function); ``accelerator``: on a GPU (:data:`GPU_PATCH_ELEMENTS`)."""
     if algorithm == "reference":
         return Plan("reference")
     kh, kw, cg, _ = kernel_shape
+    budget = GPU_PATCH_ELEMENTS if accelerator else MAX_PATCH_ELEMENTS
     torch_module = TORCH_MODULE and backend == "torch"
     torch_ok = torch_module and groups == 1 and torch_autograd_off
     if algorithm == "auto":
-        fits = patch_elements(batch, out_hw, (kh, kw), cg * groups) <= MAX_PATCH_ELEMENTS
+        fits = patch_elements(batch, out_hw, (kh, kw), cg * groups) <= budget
         loop_ok = not torch_module and (training or isinstance(batch, int))
         algorithm = "im2col" if fits or torch_ok else ("bands" if loop_ok else "kernel_rows")
         if fits and toeplitz_pays(out_hw, kernel_shape, strides, dilation):
@@ -81,7 +82,7 @@ def choose(*, backend, training, algorithm, batch, out_hw, kernel_shape, groups,
         algorithm = "torch"
     xla = TF_GRAPH_XLA and training and backend == "tensorflow" and tf_graph and algorithm == "bands"
     share = BAND_SHARE if xla or backend == "jax" else 1
-    rows = band_rows(batch, out_hw, (kh, kw), cg * groups, share) if algorithm == "bands" else None
+    rows = band_rows(batch, out_hw, (kh, kw), cg * groups, budget // share) if algorithm == "bands" else None
     return Plan(algorithm, hand_written_backward=training, xla=xla, band_rows=rows)
 
 
@@ -94,10 +95,9 @@ def toeplitz_pays(out_hw, kernel_shape, strides, dilation):
             and kh * padded_w * channels * out_hw[1] * filters <= TOEPLITZ_MAX_ELEMENTS)
 
 
-def band_rows(batch, out_hw, kernel_hw, channels, share=1):
-    """Output rows per band: the largest divisor of Ho whose patches fit ``MAX_PATCH_ELEMENTS / share`` (≥ 1)."""
+def band_rows(batch, out_hw, kernel_hw, channels, budget=MAX_PATCH_ELEMENTS):
+    """Output rows per band: the largest divisor of Ho whose patches hold at most ``budget`` elements (≥ 1)."""
     per_row = patch_elements(batch, (1, out_hw[1]), kernel_hw, channels)
-    budget = MAX_PATCH_ELEMENTS // share
     fitting = [r for r in range(1, out_hw[0]) if out_hw[0] % r == 0 and r * per_row <= budget]
     return max(fitting, default=1)
 

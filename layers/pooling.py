@@ -174,5 +174,4 @@ class AvgPool2D(_Pool2D):
         return ops.cast(total, out_dtype)
 
 
-MaxPool2D.__doc__ += _ARGS_DOC  # the shared argument list, after each layer's own docstring
-AvgPool2D.__doc__ += _ARGS_DOC
+MaxPool2D.__doc__, AvgPool2D.__doc__ = MaxPool2D.__doc__ + _ARGS_DOC, AvgPool2D.__doc__ + _ARGS_DOC  # shared args

@@ -7,7 +7,8 @@ the choice is testable without a GPU):
 * ``model.fit`` of LeNet (28×28, batch 256) and VGG-11/4 (224×224, batch 64 at ``full``) with
   ``conv="builtin"`` and ``"explicit"``, in float32 and in the mixed policy ``kcnn-train
   --mixed-precision auto`` would pick (bf16 on compute capability ≥ 8.0, else fp16): examples/s
-  of the timed epoch after a warm-up epoch, the device Keras reports, explicit ÷ built-in;
+  of the median of ``--repeats`` timed epochs after a warm-up epoch, the device Keras reports,
+  explicit ÷ built-in;
 * ``OnnxPredictor`` on ``CUDAExecutionProvider`` (when onnxruntime offers it): the exported
   built-in and explicit files (float32), batch-64 images/s, explicit ÷ built-in.
 
@@ -57,10 +58,9 @@ def plan(backend, gpus, providers, size="full"):
             f"onnxruntime offers no {CUDA} (providers: {', '.join(providers)})"}
 
 
-def _fit_row(name, conv, policy, size):
-    """Examples/s of a timed ``model.fit`` epoch after a warm-up epoch, on synthetic data."""
-    import time
-
+def _fit_row(name, conv, policy, size, repeats=1):
+    """Examples/s of ``model.fit``: the median of ``repeats`` timed epochs after a warm-up epoch
+    (compilation), on synthetic data."""
     import keras
     import numpy as np
 
@@ -78,14 +78,12 @@ def _fit_row(name, conv, policy, size):
         rng = np.random.default_rng(0)
         x = rng.random((batch * steps, *kwargs["input_shape"]), dtype=np.float32)
         y = rng.integers(0, 10, len(x))
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        started = time.perf_counter()
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        seconds = time.perf_counter() - started
+        times = bench.time_calls(lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0),
+                                 warmup=1, repeats=repeats)
     finally:
         keras.config.set_dtype_policy("float32")
     return {"model": name, "conv": conv, "policy": policy, "batch": batch,
-            "device": device_report()["device"], "examples_per_s": len(x) / seconds}, model
+            "device": device_report()["device"], "examples_per_s": len(x) / bench.median(times)}, model
 
 
 def _onnx_rows(trained, size, workdir, provider):
@@ -121,7 +119,7 @@ def child_measure(spec):
                   spec["size"])
     fits, trained = [], {}
     for name, conv, policy in chosen["fits"]:
-        row, model = _fit_row(name, conv, policy, spec["size"])
+        row, model = _fit_row(name, conv, policy, spec["size"], spec["repeats"])
         fits.append(row)
         if policy == "float32":
             trained[(name, conv)] = model
@@ -145,7 +143,7 @@ def run(ctx) -> dict:
     fits, onnx_rows, skipped, errors = [], [], [], []
     for backend in ctx.backends:
         ctx.say(f"[gpu] model.fit and onnxruntime on {backend}'s GPU")
-        spec = {"size": ctx.size, "workdir": ctx.workdir}
+        spec = {"size": ctx.size, "workdir": ctx.workdir, "repeats": ctx.repeats}
         try:
             got = bench.run_child("gpu:measure", spec, backend=backend, timeout=ctx.timeout)
         except bench.BenchError as e:

@@ -62,7 +62,7 @@ def test_the_measuring_code_runs_on_the_cpu(tmp_path):
     """The fit and onnxruntime rows the GPU run produces, here on the CPU (code path, not speed)."""
     import keras
 
-    row, model = gpu._fit_row("lenet", "explicit", "mixed_bfloat16", "tiny")
+    row, model = gpu._fit_row("lenet", "explicit", "mixed_bfloat16", "tiny", repeats=2)
     assert row["policy"] == "mixed_bfloat16" and row["examples_per_s"] > 0
     assert keras.config.dtype_policy().name == "float32"  # restored
     row32, model32 = gpu._fit_row("lenet", "builtin", "float32", "tiny")

@@ -52,9 +52,33 @@ def test_im2col_runs_as_the_torch_module_where_it_applies():
 def test_band_rows_divides_the_output_and_respects_the_budget(monkeypatch):
     assert dispatch.band_rows(32, (112, 112), (3, 3), 64) == 4  # 2.06M per row; 8.4M budget
     assert dispatch.band_rows(None, (112, 112), (3, 3), 64) == 4  # dynamic batch planned as 32
-    assert dispatch.band_rows(32, (112, 112), (3, 3), 64, share=4) == 1  # compiled loops: 2.1M
+    assert dispatch.band_rows(32, (112, 112), (3, 3), 64, dispatch.MAX_PATCH_ELEMENTS // 4) == 1  # compiled loops: 2.1M
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 10)
     assert dispatch.band_rows(1, (7, 7), (3, 3), 8) == 1  # one row is over budget: 1
+
+
+VGG11_4_CONV2 = dict(out_hw=(112, 112), kernel_shape=(3, 3, 16, 32), groups=1)  # VGG-11/4 at 224², second conv
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_on_a_gpu_larger_layers_run_in_one_patch_matrix(backend):
+    """A GPU holds tens of GiB: a layer of VGG-11/4 at 224², batch 64, runs as one im2col matmul there
+    (faster on an H100 than bands, README), in bands on the CPU; what exceeds the GPU budget runs in bands of it."""
+    plan = dict(backend=backend, training=True, algorithm="auto", batch=64, tf_graph=True)
+    assert dispatch.choose(**plan, **VGG11_4_CONV2).path == "bands"
+    assert dispatch.choose(**plan, accelerator=True, **VGG11_4_CONV2).path == "im2col"
+    full_vgg = dict(out_hw=(224, 224), kernel_shape=(3, 3, 64, 64), groups=1)  # 1.85G patch elements at b64
+    gpu_bands, cpu_bands = (dispatch.choose(**plan, accelerator=a, **full_vgg) for a in (True, False))
+    assert gpu_bands.path == cpu_bands.path == "bands" and gpu_bands.band_rows > cpu_bands.band_rows == 1
+    assert gpu_bands.band_rows * 64 * 224 * 9 * 64 * 4 <= dispatch.GPU_PATCH_ELEMENTS  # within 1/4 of it (loop)
+
+
+def test_on_accelerator_reports_this_machine():
+    """The detection behind ``accelerator``, against the backend's own device list (CI: no GPU, False)."""
+    from kcnn.layers import correlation
+    from kcnn.training.devices import device_report
+
+    assert correlation.on_accelerator(BACKEND) == (device_report()["device"] != "cpu")
 
 
 def _fit_paths(layer, x):
@@ -85,6 +109,18 @@ def test_large_layer_runs_its_large_path_in_fit(rng, monkeypatch):
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 500)
     fit, _ = _fit_paths(CrossCorrelation2D(3, 3, padding="same"), rng.random((4, 8, 8, 2), "float32"))
     assert fit == {"torch" if BACKEND == "torch" else "bands"}
+
+
+def test_a_model_on_a_gpu_plans_with_the_gpu_budget(rng, monkeypatch):
+    """The layer asks ``on_accelerator`` and plans with its answer (a GPU simulated: this machine has none)."""
+    from kcnn.layers import correlation
+
+    monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 500)
+    monkeypatch.setattr(dispatch, "GPU_PATCH_ELEMENTS", 20_000)
+    x = rng.random((2, 8, 40, 2), "float32")  # 11,520 patch elements; too wide for Toeplitz matmuls
+    assert _fit_paths(CrossCorrelation2D(3, 3, padding="same"), x)[0] == {"torch" if BACKEND == "torch" else "bands"}
+    monkeypatch.setattr(correlation, "on_accelerator", lambda name: True)
+    assert _fit_paths(CrossCorrelation2D(3, 3, padding="same"), x)[0] == {"torch" if BACKEND == "torch" else "im2col"}
 
 
 def test_reference_algorithm_runs_the_reference(rng):
