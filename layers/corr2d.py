@@ -10,8 +10,6 @@ import functools
 import keras
 from keras import ops
 
-__all__ = ["corr2d"]
-
 
 def offset_slice(x, axes, offsets, kernel, strides=(1, 1), dilation=(1, 1)):
     """X[…, i·s + a·d, …] for every output position i along ``axes``: the slice kernel offset ``a`` reads.

@@ -24,7 +24,6 @@ from kcnn.layers.corr2d import cross_correlate
 
 class Job(NamedTuple):
     """One call's arrangement (``plan``) and geometry, handed to the arrangement's functions."""
-
     plan: dispatch.Plan
     strides: tuple
     dilation: tuple

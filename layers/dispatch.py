@@ -45,7 +45,6 @@ _recorders = []
 
 class Plan(NamedTuple):
     """Which arrangement runs (``path``, see the module doc), and how it is differentiated."""
-
     path: str
     hand_written_backward: bool = False
     xla: bool = False

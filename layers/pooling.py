@@ -12,8 +12,6 @@ from keras import ops
 from kcnn.layers import keras_compat, validation
 from kcnn.layers.corr2d import offset_slice
 
-__all__ = ["MaxPool2D", "AvgPool2D"]
-
 
 def standardize_pool_padding(padding, pool_size):
     """`"valid"`, `"same"` or `((top, bottom), (left, right))`; explicit padding at most half the

@@ -187,22 +187,27 @@ def test_narrow_layers_with_few_channels_plan_toeplitz():
         assert dispatch.choose(backend="jax", training=True, algorithm="auto", batch=8, **other).path == "im2col"
 
 
-@pytest.mark.parametrize("padding,strides,channels", [("same", 1, 2), (1, 2, 2), ("same", 1, 1), (2, 2, 1)])
-def test_one_fit_step_equals_the_reference(rng, padding, strides, channels):
-    """The path ``fit`` really runs (XLA-compiled on TensorFlow; Toeplitz matmuls at stride 1, im2col
-    or the torch module at stride 2) against the reference: weights after one SGD step."""
+@pytest.mark.parametrize("padding,strides,channels,algorithm,groups", [
+    ("same", 1, 2, "auto", 1), (1, 2, 2, "auto", 1), ("same", 1, 1, "auto", 1), (2, 2, 1, "auto", 1),
+    ("same", 1, 2, "bands", 1), (1, (2, 1), 4, "bands", 2)])
+def test_one_fit_step_equals_the_reference(rng, padding, strides, channels, algorithm, groups):
+    """The path ``fit`` really runs (Toeplitz matmuls at stride 1, im2col or the torch module at stride 2; the band
+    loop XLA-compiled on TensorFlow, its kernel gradient from dYᵀ) against the reference: weights after one SGD step."""
     x = rng.random((4, 9, 9, channels), "float32")
     y = rng.integers(0, 2, 4).astype("int32")
     weights = {}
-    for algorithm in ("reference", "auto"):
+    for name in ("reference", algorithm):
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input(x.shape[1:]),
-                                  CrossCorrelation2D(3, 3, strides=strides, padding=padding, algorithm=algorithm),
-                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+        layer = CrossCorrelation2D(6, 3, strides=strides, padding=padding, groups=groups, algorithm=name)
+        model = keras.Sequential([keras.Input(x.shape[1:]), layer, keras.layers.Flatten(),  # dY varies by position
+                                  keras.layers.Dense(2)])
         model.compile(keras.optimizers.SGD(1.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-        weights[algorithm] = model.get_weights()
-    for got, want in zip(weights["auto"], weights["reference"]):
+        with dispatch.recorded() as plans:
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        weights[name] = model.get_weights()
+    if algorithm == "bands" and BACKEND == "tensorflow":
+        assert {(p.path, p.xla) for p in plans} == {("bands", True)}
+    for got, want in zip(weights[algorithm], weights["reference"]):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
