@@ -41,7 +41,7 @@ def correlate(xp, kernel, strides, dilation, groups=1, training=False, algorithm
                    for n, k, s, d in zip(padded_hw, kernel.shape[:2], strides, dilation))
     plan = dispatch.choose(
         backend=backend(), training=bool(training), algorithm=algorithm, batch=ops.shape(xp)[0], out_hw=out_hw,
-        kernel_shape=tuple(kernel.shape), groups=groups, strides=strides, dilation=dilation, **_context(training))
+        kernel_shape=tuple(kernel.shape), groups=groups, strides=strides, dilation=dilation, **_context(training, xp))
     dispatch.note(plan)
     fused = (bias,) if bias is not None and plan.path == "toeplitz" else ()  # in its matmul, as TensorFlow fuses
     if plan.path == "reference":
@@ -105,10 +105,12 @@ def _arrangement(path):
     return {"bands": correlation_bands, "toeplitz": correlation_toeplitz}.get(path, correlation_im2col)
 
 
-def _context(training):
+def _context(training, xp):
     """``choose``'s flags: ``torch_autograd_off`` (eager PyTorch, not tracing, autograd off: always when training,
-    inside custom_gradient), ``tf_graph`` (TensorFlow tracing a graph) and ``accelerator`` (:func:`on_accelerator`)."""
-    flags = {"torch_autograd_off": False, "tf_graph": False, "accelerator": on_accelerator(backend())}
+    inside custom_gradient), ``tf_graph`` (TensorFlow tracing a graph) and ``accelerator`` (``xp`` on a CUDA device
+    on PyTorch, where tensors carry theirs; else :func:`on_accelerator`)."""
+    on_gpu = xp.device.type == "cuda" if backend() == "torch" else on_accelerator(backend())
+    flags = {"torch_autograd_off": False, "tf_graph": False, "accelerator": on_gpu}
     if backend() == "tensorflow":
         import tensorflow as tf
         flags["tf_graph"] = not tf.executing_eagerly()
@@ -120,11 +122,8 @@ def _context(training):
 
 @functools.cache
 def on_accelerator(name):
-    """Whether Keras backend ``name`` computes on a GPU or TPU (Keras's default device for new tensors)."""
-    if name != "torch":
-        return not keras.distribution.list_devices()[0].startswith("cpu")
-    import torch
-    return torch.cuda.is_available()
+    """Whether Keras backend ``name`` (TensorFlow or JAX) computes on a GPU or TPU: its default devices."""
+    return not keras.distribution.list_devices()[0].startswith("cpu")
 
 
 def _xla(forward, input_gradient, kernel_gradient):

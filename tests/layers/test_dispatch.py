@@ -73,12 +73,19 @@ def test_on_a_gpu_larger_layers_run_in_one_patch_matrix(backend):
     assert gpu_bands.band_rows * 64 * 224 * 9 * 64 * 4 <= dispatch.GPU_PATCH_ELEMENTS  # within 1/4 of it (loop)
 
 
-def test_on_accelerator_reports_this_machine():
-    """The detection behind ``accelerator``, against the backend's own device list (CI: no GPU, False)."""
+def test_the_gpu_budget_follows_where_the_backend_computes():
+    """TensorFlow and JAX: the backend's default devices, against kcnn's device report (CI: no GPU, False).
+    PyTorch: the input tensor's own device (``KERAS_TORCH_DEVICE`` or ``keras.device`` may keep a CUDA machine's
+    tensors on the CPU); a stand-in for a CUDA tensor, as this machine has none."""
+    from types import SimpleNamespace
+
     from kcnn.layers import correlation
     from kcnn.training.devices import device_report
 
-    assert correlation.on_accelerator(BACKEND) == (device_report()["device"] != "cpu")
+    x = keras.ops.zeros((1, 4, 4, 1))
+    assert correlation._context(False, x)["accelerator"] == (device_report()["device"] != "cpu")
+    if BACKEND == "torch":
+        assert correlation._context(False, SimpleNamespace(device=SimpleNamespace(type="cuda")))["accelerator"]
 
 
 def _fit_paths(layer, x):
@@ -112,7 +119,8 @@ def test_large_layer_runs_its_large_path_in_fit(rng, monkeypatch):
 
 
 def test_a_model_on_a_gpu_plans_with_the_gpu_budget(rng, monkeypatch):
-    """The layer asks ``on_accelerator`` and plans with its answer (a GPU simulated: this machine has none)."""
+    """The layer plans with the GPU budget once the backend reports a GPU (simulated: this machine has none).
+    PyTorch's fit runs its torch module on either budget."""
     from kcnn.layers import correlation
 
     monkeypatch.setattr(dispatch, "MAX_PATCH_ELEMENTS", 500)
