@@ -109,9 +109,10 @@ def _context(training, xp):
     """``choose``'s flags: ``torch_autograd_off`` (eager PyTorch, not tracing, autograd off: always when training,
     inside custom_gradient), ``tf_graph`` (TensorFlow tracing a graph) and ``accelerator`` (``xp`` on a CUDA device
     on PyTorch, where tensors carry theirs; else :func:`on_accelerator`)."""
-    on_gpu = xp.device.type == "cuda" if backend() == "torch" else on_accelerator(backend())
+    name = backend()
+    on_gpu = xp.device.type == "cuda" if name == "torch" else on_accelerator(name)
     flags = {"torch_autograd_off": False, "tf_graph": False, "accelerator": on_gpu}
-    if backend() == "tensorflow":
+    if name == "tensorflow":
         import tensorflow as tf
         flags["tf_graph"] = not tf.executing_eagerly()
     elif correlation_im2col.torch_views_usable():

@@ -29,7 +29,7 @@ ALGORITHMS = ("auto", "reference", "im2col", "kernel_rows", "bands", "toeplitz")
 # The most elements one patch matrix (im2col buffer) may hold before the work is split, on the CPU and on a GPU
 # (1 GiB of float32; VGG-11/4 224² b64 fit, JAX, H100: im2col 8,636 vs bands 5,110 examples/s, built-in 10,487).
 MAX_PATCH_ELEMENTS, GPU_PATCH_ELEMENTS = 1 << 23, 1 << 28
-# In a compiled loop (XLA: JAX, TensorFlow training) a band holds at most MAX_PATCH_ELEMENTS / BAND_SHARE
+# In a compiled loop (XLA: JAX, TensorFlow training) a band holds at most the patch budget / BAND_SHARE
 # (8 MiB of float32). VGG block train pass: TF+XLA 749–841 ms in 1-row bands vs 954–1,123 in 4-row
 # bands, JAX 858–1,063 vs 1,061–1,272; a plain TensorFlow loop pays per iteration (predict 1,019 vs 478).
 BAND_SHARE = 4
